@@ -43,9 +43,7 @@ def _is_text(field_type: msgspec.inspect.Type) -> bool:
     if isinstance(field_type, msgspec.inspect.StrType | msgspec.inspect.LiteralType):
         return True
     if isinstance(field_type, msgspec.inspect.UnionType):
-        return all(
-            _is_text(t) or isinstance(t, msgspec.inspect.NoneType) for t in field_type.types
-        )
+        return all(_is_text(t) or isinstance(t, msgspec.inspect.NoneType) for t in field_type.types)
     return False
 
 
@@ -84,7 +82,9 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    merged = {section: dict(values) if isinstance(values, dict) else values for section, values in base.items()}
+    merged = {
+        section: dict(values) if isinstance(values, dict) else values for section, values in base.items()
+    }
     for section, values in overrides.items():
         current = merged.get(section)
         merged[section] = {**(current if isinstance(current, dict) else {}), **values}
@@ -132,7 +132,10 @@ def load_settings(
 
 def _check(settings: Settings) -> None:
     """Rules a type cannot say."""
-    if settings.database.pool_min_size < 1 or settings.database.pool_max_size < settings.database.pool_min_size:
+    if (
+        settings.database.pool_min_size < 1
+        or settings.database.pool_max_size < settings.database.pool_min_size
+    ):
         raise ConfigError(
             "settings: database.pool_max_size (MAILRAY_DATABASE__POOL_MAX_SIZE): expected "
             f"pool_min_size >= 1 and pool_max_size >= pool_min_size, got {settings.database.pool_min_size}"

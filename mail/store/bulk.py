@@ -56,14 +56,14 @@ async def copy_upsert(
     stage = sql.Identifier(f"_stage_{table}")
     async with conn.transaction():
         await conn.execute(
-            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS").format(
-                stage, sql.Identifier(table)
-            )
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(stage, sql.Identifier(table))
         )
         for name, type_name in staging_columns.items():
             await conn.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    stage, sql.Identifier(name), sql.SQL(type_name)  # type: ignore[arg-type]
+                    stage, sql.Identifier(name), sql.SQL(type_name)
                 )
             )
         await copy_rows(conn, f"_stage_{table}", columns, rows)

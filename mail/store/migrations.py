@@ -76,7 +76,7 @@ async def migrate(url: str, *, directory: Path = SQL_DIR) -> list[Migration]:
         try:
             await conn.execute(_CREATE_TABLE)
             cursor = await conn.execute("SELECT version, checksum FROM schema_migrations")
-            recorded = dict(await cursor.fetchall())
+            recorded: dict[int, str] = dict(await cursor.fetchall())
             for migration in migrations:
                 checksum = recorded.get(migration.version)
                 if checksum is not None:
@@ -105,9 +105,7 @@ async def migrate(url: str, *, directory: Path = SQL_DIR) -> list[Migration]:
 
 async def applied(url: str) -> list[AppliedMigration]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cursor = await conn.execute(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL"
-        )
+        cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
         row = await cursor.fetchone()
         if not row or not row[0]:
             return []
