@@ -25,7 +25,8 @@ from mail.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
+_MAX_SOCKET_PATH = 100
+EMBEDDED_DATABASE = "mailray"  # sun_path is 108 bytes on Linux; keep a margin
 
 
 class EmbeddedServices(msgspec.Struct, frozen=True):
@@ -59,8 +60,18 @@ def start_postgres(data_dir: Path) -> str:
         server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
     except Exception as error:  # pgserver raises bare subprocess and assertion errors
         raise StorageError(f"embedded Postgres failed to start in {pgdata}: {error}") from error
-    url: str = server.get_uri()
+    _create_database(server.get_uri(), EMBEDDED_DATABASE)
+    url: str = server.get_uri(EMBEDDED_DATABASE)
     return url
+
+
+def _create_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def stop_postgres(data_dir: Path) -> bool:

@@ -48,6 +48,8 @@ class RaySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     num_cpus: int | None = None
     num_gpus: int | None = None
     namespace: str = "mailray"
+    # The head's GCS port. Not 6379: that is Redis' port, and Redis may run on this machine.
+    gcs_port: int = 6380
     include_dashboard: bool = True
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265

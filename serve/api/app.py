@@ -87,22 +87,27 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+async def _services(request: Request) -> Services:
+    holder: _ServicesHolder = request.app.state.services
+    return await holder.get()
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+async def _principal(request: Request, svc: ServicesDep) -> Principal:
+    async with svc.pool.connection() as conn:
+        return await auth.authenticate(conn, _presented_key(request))
+
+
+# The auth dependency: every /v1 route but health takes the caller from its API key.
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
 def create_app(services_factory: ServicesFactory) -> FastAPI:
     app = FastAPI(title="mailray", version="0.1.0", docs_url="/docs", redoc_url=None)
-    holder = _ServicesHolder(services_factory)
-    app.state.services = holder
+    app.state.services = _ServicesHolder(services_factory)
     install_error_handlers(app)
-
-    async def services() -> Services:
-        return await holder.get()
-
-    ServicesDep = Annotated[Services, Depends(services)]
-
-    async def principal(request: Request, svc: ServicesDep) -> Principal:
-        async with svc.pool.connection() as conn:
-            return await auth.authenticate(conn, _presented_key(request))
-
-    PrincipalDep = Annotated[Principal, Depends(principal)]
 
     @app.get("/healthz")
     async def healthz(svc: ServicesDep) -> Response:

@@ -1,0 +1,262 @@
+"""The `mailray` command line. Heavy modules are imported inside commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mail.errors import MailrayError
+
+T = TypeVar("T")
+
+# Locals in tracebacks could print secrets (keys, URLs with passwords): keep them out.
+app = typer.Typer(
+    help="mailray: the email backend for CRMs, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(keys_app, name="keys")
+
+# How often `mailray run` makes sure the coming months' partitions exist.
+PARTITION_JOB_INTERVAL_S = 6 * 3600
+
+
+def _settings() -> Any:
+    from mail.config import load_settings
+
+    return load_settings()
+
+
+def _resolved() -> Any:
+    from cluster.bootstrap import resolve_services
+
+    return resolve_services(_settings())
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coroutine_factory()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def up() -> None:
+    """Start (or join) Ray, start embedded services where no URL is set, deploy Serve."""
+    from cluster.bootstrap import up as bring_up
+
+    settings = _settings()
+    _setup_logging(settings.app.log_level)
+    info = bring_up(settings)
+    _print_info(info)
+
+
+def _print_info(info: Any) -> None:
+    typer.echo(f"API:            {info.api_url}   (try {info.api_url}/healthz)")
+    typer.echo(f"Ray dashboard:  {info.dashboard_url or 'off'}   (token auth: ~/.ray/auth_token)")
+    typer.echo(f"Ray cluster:    {info.ray_address}")
+    typer.echo(f"Postgres:       {'embedded ' if info.embedded_postgres else ''}{info.database}")
+    typer.echo(f"Redis:          {'embedded ' if info.embedded_redis else ''}{info.redis}")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `mailray up` started: Serve, the Ray head, embedded services."""
+    from cluster.bootstrap import down as bring_down
+
+    for line in bring_down(_settings()):
+        typer.echo(line)
+
+
+@app.command()
+def status() -> None:
+    """Show services, Ray and Serve status."""
+    import json
+
+    from cluster.bootstrap import status as stack_status
+
+    typer.echo(json.dumps(stack_status(_settings()), indent=2, default=str))
+
+
+@app.command()
+def run() -> None:
+    """`up`, then keep running (partition job every few hours) until Ctrl-C, then `down`."""
+    from cluster.bootstrap import down as bring_down
+    from cluster.bootstrap import prepare_storage, resolve_services
+    from cluster.bootstrap import up as bring_up
+
+    settings = _settings()
+    _setup_logging(settings.app.log_level)
+    stopping = False
+
+    def stop(signum: int, _: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        info = bring_up(settings)
+        typer.echo("mailray is running. Ctrl-C stops it.")
+        _print_info(info)
+        next_job = time.monotonic() + PARTITION_JOB_INTERVAL_S
+        while not stopping:
+            time.sleep(0.5)
+            if time.monotonic() >= next_job:
+                asyncio.run(prepare_storage(resolve_services(settings)))
+                next_job = time.monotonic() + PARTITION_JOB_INTERVAL_S
+    finally:
+        typer.echo("stopping mailray ...")
+        for line in bring_down(settings):
+            typer.echo(line)
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply pending SQL migrations and create the coming months' partitions."""
+    from cluster.bootstrap import prepare_storage
+
+    for line in asyncio.run(prepare_storage(_resolved())) or ["nothing to do"]:
+        typer.echo(line)
+
+
+@app.command()
+def partitions(
+    months_ahead: Annotated[int, typer.Option(help="Months after this one to prepare.")] = 3,
+) -> None:
+    """Create the next months' partitions of emails and tracking_events."""
+    import psycopg
+
+    from mail.store.partitions import ensure_partitions
+
+    settings = _resolved()
+
+    async def job() -> list[Any]:
+        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
+            return await ensure_partitions(conn, months_behind=0, months_ahead=months_ahead)
+
+    for result in asyncio.run(job()):
+        typer.echo(f"{result.table} {result.month:%Y-%m}: {result.result}")
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    owner_email: Annotated[str, typer.Option(help="The owner's email address.")] = "owner@localhost",
+    slug: Annotated[str | None, typer.Option(help="URL-safe name; derived from NAME when omitted.")] = None,
+) -> None:
+    """Create a workspace with its owner, and print an API key for the owner (shown once)."""
+    import psycopg
+
+    from mail import auth
+
+    settings = _resolved()
+
+    async def create() -> tuple[Any, Any, Any]:
+        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
+            workspace, owner = await auth.create_workspace(conn, name, owner_email=owner_email, slug=slug)
+            key = await auth.create_api_key(
+                conn,
+                workspace.id,
+                owner.id,
+                name="created with the workspace",
+                prefix=settings.security.api_key_prefix,
+            )
+            return workspace, owner, key
+
+    workspace, owner, key = asyncio.run(create())
+    typer.echo(f"workspace {workspace.slug} ({workspace.id}) created; owner {owner.email} ({owner.id})")
+    typer.echo(f"API key (shown once): {key.key}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    workspace: Annotated[str, typer.Option(help="Workspace slug or id.")],
+    user_email: Annotated[str | None, typer.Option(help="Key for this user; the owner when omitted.")] = None,
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+) -> None:
+    """Create an API key and print it (shown once)."""
+    import psycopg
+
+    from mail import auth
+
+    settings = _resolved()
+
+    async def create() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
+            found = await auth.find_workspace(conn, workspace)
+            user = await auth.find_user(conn, found.id, user_email)
+            return await auth.create_api_key(
+                conn, found.id, user.id, name=name, prefix=settings.security.api_key_prefix
+            )
+
+    key = asyncio.run(create())
+    typer.echo(key.key)
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random key for security.keys (base64 of 32 bytes)."""
+    from mail.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    new_key: Annotated[
+        bool, typer.Option(help="Dev mode: add a new key to the data directory's keyring first.")
+    ] = True,
+) -> None:
+    """Re-encrypt every stored secret under the newest key (add the key to settings first in production)."""
+    from mail.config import data_dir
+    from mail.crypto import add_dev_key, load_keyring
+    from mail.key_rotation import rotate
+    from mail.store.encrypted_columns import ENCRYPTED_COLUMNS
+    from mail.store.pool import open_pool
+
+    settings = _resolved()
+    if new_key and not settings.security.keys:
+        if settings.app.mode == "production":
+            raise MailrayError(
+                "production mode: add the new key to security.keys, then run rotate --no-new-key"
+            )
+        typer.echo(f"added key {add_dev_key(data_dir(settings))} to the dev keyring")
+    keyring = load_keyring(settings)
+
+    async def job() -> Any:
+        pool = await open_pool(settings.database.url, max_size=2)
+        try:
+            return await rotate(pool, keyring, ENCRYPTED_COLUMNS)
+        finally:
+            await pool.close()
+
+    report = asyncio.run(job())
+    for column in report.columns:
+        typer.echo(f"{column.table}.{column.column}: {column.rewrapped} re-encrypted of {column.scanned}")
+    typer.echo(f"every stored secret is now under key {report.newest_key_id}")
+
+
+def main() -> None:
+    """Entry point: a MailrayError prints one line and exits 2; anything else is a bug and shows a trace."""
+    try:
+        app()
+    except MailrayError as error:
+        typer.echo(f"mailray: {error.message}", err=True)
+        sys.exit(2)
