@@ -26,9 +26,11 @@ def _valid_ip(ip: str | None) -> str | None:
     if not ip:
         return None
     try:
-        return str(ipaddress.ip_address(ip))
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return None  # an unparseable client address is dropped, not allowed to fail the call
+    # Postgres' inet has no IPv6 zone ("fe80::1%eth0" would fail the insert): keep the address.
+    return str(address).partition("%")[0]
 
 
 async def record(
@@ -50,7 +52,9 @@ async def record(
             entry.resource_type,
             entry.resource_id,
             _valid_ip(request.ip),
-            (request.user_agent or "")[:1000] or None,
-            Jsonb(entry.metadata),
+            # Postgres text cannot hold NUL; a client's header must not fail the call either.
+            (request.user_agent or "").replace("\x00", "")[:1000] or None,
+            # msgspec also encodes the UUIDs and datetimes metadata tends to carry (json cannot).
+            Jsonb(entry.metadata, dumps=msgspec.json.encode),
         ),
     )

@@ -21,8 +21,11 @@ from psycopg.rows import dict_row
 from mail.errors import Conflict, NotFound, Unauthorized, ValidationError
 from models.tenancy import ApiKeyInfo, NewApiKey, Principal, Role, User, Workspace
 
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_KEY = re.compile(r"^([a-z][a-z0-9]{0,15})_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# Used with fullmatch: `$` would let a trailing newline through, which the database's CHECK refuses.
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
+_KEY = re.compile(r"([a-z][a-z0-9]{0,15})_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_ROLES: tuple[Role, ...] = ("owner", "admin", "member")
 # last_used_at is a hint for people, not an audit trail: write it at most once a minute per key.
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
@@ -40,6 +43,12 @@ def _secret_digest(secret: str) -> bytes:
 
 def generate_api_key(prefix: str = "mr") -> tuple[str, str, bytes]:
     """Return (the key to show once, its lookup id, the SHA-256 of its secret)."""
+    if not _PREFIX.fullmatch(prefix):
+        # parse_api_key would refuse every key made with it.
+        raise ValidationError(
+            f"API key prefix must be 1 to 16 lowercase letters and digits, starting with a letter; got {prefix!r}",
+            field="prefix",
+        )
     lookup_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     return f"{prefix}_{lookup_id}_{secret}", lookup_id, _secret_digest(secret)
@@ -47,7 +56,7 @@ def generate_api_key(prefix: str = "mr") -> tuple[str, str, bytes]:
 
 def parse_api_key(presented: str) -> tuple[str, str]:
     """(lookup id, secret) of a well-formed key; Unauthorized otherwise."""
-    match = _KEY.match(presented.strip())
+    match = _KEY.fullmatch(presented.strip())
     if not match:
         raise Unauthorized("malformed API key: expected <prefix>_<16 hex>_<43 url-safe characters>")
     return match.group(2), match.group(3)
@@ -61,7 +70,7 @@ async def create_workspace(
     if not 1 <= len(name) <= 200:
         raise ValidationError("workspace name must be 1 to 200 characters", field="name")
     slug = slug or slugify(name)
-    if not _SLUG.match(slug):
+    if not _SLUG.fullmatch(slug):
         raise ValidationError(
             "workspace slug must be lowercase letters, digits and hyphens (at most 63)", field="slug"
         )
@@ -84,8 +93,11 @@ async def _insert_user(
     conn: Conn, workspace_id: UUID, email: str, role: Role, display_name: str | None
 ) -> User:
     email = email.strip()
-    if "@" not in email[1:] or len(email) > 320:
+    # The same rule as the table's CHECK: an "@" after the first character ("@a@b" has none there).
+    if email.find("@") < 1 or len(email) > 320:
         raise ValidationError(f"not an email address: {email!r}", field="email")
+    if role not in _ROLES:
+        raise ValidationError(f"role must be one of {', '.join(_ROLES)}; got {role!r}", field="role")
     async with conn.cursor(row_factory=dict_row) as cursor:
         try:
             await cursor.execute(
@@ -95,6 +107,8 @@ async def _insert_user(
             )
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"user {email!r} exists already in this workspace") from None
+        except psycopg.errors.ForeignKeyViolation:
+            raise NotFound(f"no workspace {workspace_id}") from None
         row = await cursor.fetchone()
     assert row is not None
     return User(**row)
@@ -198,7 +212,11 @@ async def revoke_api_key(conn: Conn, principal: Principal, key_id: UUID) -> ApiK
 
 
 async def authenticate(conn: Conn, presented: str | None) -> Principal:
-    """Resolve an API key to the caller; Unauthorized with the reason otherwise."""
+    """Resolve an API key to the caller; Unauthorized with the reason otherwise.
+
+    `last_used_at` is written in the caller's transaction: it is kept when that commits (a pool
+    connection commits on return), and never commits anything of the caller's itself.
+    """
     if not presented:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
     lookup_id, secret = parse_api_key(presented)
@@ -222,8 +240,10 @@ async def authenticate(conn: Conn, presented: str | None) -> Principal:
     if not row["is_active"]:
         raise Unauthorized("the key's user is deactivated")
     if row["last_used_at"] is None or now - row["last_used_at"] > _LAST_USED_GRANULARITY:
-        await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
-        await conn.commit()
+        # In the caller's transaction (a savepoint inside one): commit() here would commit the
+        # caller's pending work, and raise inside a `conn.transaction()` block.
+        async with conn.transaction():
+            await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
     return Principal(
         workspace_id=row["workspace_id"], user_id=row["user_id"], role=row["role"], api_key_id=row["id"]
     )

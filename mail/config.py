@@ -91,61 +91,104 @@ def _merge(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[s
     return merged
 
 
+def _expected_values(dotted: str) -> str:
+    """`; expected one of 'a', 'b'` for a Literal field, else ''."""
+    section, _, key = dotted.partition(".")
+    field_type = _section_fields().get(section, {}).get(key)
+    if isinstance(field_type, msgspec.inspect.LiteralType):
+        return "; expected one of " + ", ".join(repr(value) for value in field_type.values)
+    return ""
+
+
 def _describe(error: msgspec.ValidationError) -> str:
     message = str(error)
     match = _PATH_IN_ERROR.search(message)
-    if not match:
-        return f"settings: {message}"
-    dotted = match.group(1)
-    what = message[: match.start()]
-    what = what[0].lower() + what[1:] if what else what
+    # msgspec gives no path for the root object (an unknown top-level key).
+    dotted, what = (match.group(1), message[: match.start()]) if match else ("", message)
+    what = what[:1].lower() + what[1:]
     if what.startswith("object contains unknown field"):
         unknown = what.split("`")[1]
-        dotted = f"{dotted}.{unknown}" if dotted else unknown
-        return f"settings: unknown key {dotted}"
-    env_name = ENV_PREFIX + "__".join(part.upper() for part in dotted.split(".")[:2])
-    return f"settings: {dotted} ({env_name}): {what.replace('`', '')}"
+        return f"settings: unknown key {f'{dotted}.{unknown}' if dotted else unknown}"
+    # A dict entry (`security.keys[...]`): name the setting that holds it.
+    dotted = dotted.replace("[...]", "")
+    what = what.replace("`", "")
+    if what.startswith("invalid enum value"):
+        what += _expected_values(dotted)
+    section, _, key = dotted.partition(".")
+    if not key:  # a whole section, e.g. `database = 5`: there is no environment variable for it
+        return f"settings: {dotted or 'the settings file'}: {what}"
+    env_name = f"{ENV_PREFIX}{section.upper()}__{key.split('.')[0].upper()}"
+    return f"settings: {dotted} ({env_name}): {what}"
+
+
+def _one_line(message: str) -> str:
+    """The CLI prints a ConfigError as one line: escape any line break a value or key brought in."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read the settings file and the environment; raise ConfigError with one clear line."""
-    environ = os.environ if environ is None else environ
+    try:
+        return _load(path, os.environ if environ is None else environ)
+    except ConfigError as error:
+        raise ConfigError(_one_line(error.message)) from None
+
+
+def _load(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Settings:
+    from_env = not path and bool(environ.get(CONFIG_ENV))
     config_path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    where = f"{CONFIG_ENV}={config_path}" if from_env else str(config_path)
     data: dict[str, Any] = {}
     if config_path.exists():
         try:
-            data = tomllib.loads(config_path.read_text())
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"settings: {config_path}: {error}") from None
+            raise ConfigError(f"settings: {where}: {error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"settings: {where}: cannot read: {error}") from None
     elif path is not None or CONFIG_ENV in environ:
-        raise ConfigError(f"settings: {config_path}: no such file")
+        raise ConfigError(f"settings: {where}: no such file")
     merged = _merge(data, env_overrides(environ))
     try:
-        settings = msgspec.convert(merged, Settings, strict=False)
+        # strict: a value of the wrong type is an error, not something to coerce ("10" is no int).
+        settings = msgspec.convert(merged, Settings, strict=True)
     except msgspec.ValidationError as error:
         raise ConfigError(_describe(error)) from None
     _check(settings)
     return settings
 
 
+_KEY_ID = re.compile(r"[1-9][0-9]*")
+# What mail.auth.parse_api_key accepts before the first underscore.
+_API_KEY_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+
 def _check(settings: Settings) -> None:
     """Rules a type cannot say."""
-    if (
-        settings.database.pool_min_size < 1
-        or settings.database.pool_max_size < settings.database.pool_min_size
-    ):
+    database = settings.database
+    if database.pool_min_size < 1:
         raise ConfigError(
-            "settings: database.pool_max_size (MAILRAY_DATABASE__POOL_MAX_SIZE): expected "
-            f"pool_min_size >= 1 and pool_max_size >= pool_min_size, got {settings.database.pool_min_size}"
-            f" and {settings.database.pool_max_size}"
+            "settings: database.pool_min_size (MAILRAY_DATABASE__POOL_MIN_SIZE): expected at least 1, "
+            f"got {database.pool_min_size}"
+        )
+    if database.pool_max_size < database.pool_min_size:
+        raise ConfigError(
+            "settings: database.pool_max_size (MAILRAY_DATABASE__POOL_MAX_SIZE): expected at least "
+            f"pool_min_size ({database.pool_min_size}), got {database.pool_max_size}"
         )
     for key_id in settings.security.keys:
-        if not key_id.isdigit() or int(key_id) < 1:
+        # ASCII digits without leading zeros: "²" is no id, and "01" would be a second key 1.
+        if not _KEY_ID.fullmatch(key_id):
             raise ConfigError(
                 f"settings: security.keys (MAILRAY_SECURITY__KEYS): expected positive integer key ids, got {key_id!r}"
             )
+    if not _API_KEY_PREFIX.fullmatch(settings.security.api_key_prefix):
+        raise ConfigError(
+            "settings: security.api_key_prefix (MAILRAY_SECURITY__API_KEY_PREFIX): expected 1 to 16 "
+            f"lowercase letters and digits, starting with a letter, got {settings.security.api_key_prefix!r}"
+        )
 
 
 def data_dir(settings: Settings) -> Path:

@@ -1,10 +1,14 @@
 """The bulk write path: COPY, optionally through a staging table for upserts and computed columns.
 
 COPY moves rows about an order of magnitude faster than INSERT ... VALUES. Plain COPY cannot
-skip duplicates or compute a column, so `copy_upsert` copies into a temporary table shaped like
-the target (plus any extra staging columns), then moves the rows with one
+skip duplicates or compute a column, so `copy_upsert` copies into a temporary table with the
+target's columns (plus any extra staging columns), then moves the rows with one
 `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, where computed columns (such as a tsvector made
 from plaintext that is stored only encrypted) are SQL expressions over the staged columns.
+
+The staging table has the target's column types only: no NOT NULL (a computed NOT NULL column is
+empty while staged) and no defaults (a `nextval` default would spend a sequence value per staged
+row). It is dropped at commit, so it never outlives a change to the target's columns.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ async def copy_upsert(
     async with conn.transaction():
         await conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA"
             ).format(stage, sql.Identifier(table))
         )
         for name, type_name in staging_columns.items():

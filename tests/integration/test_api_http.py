@@ -1,0 +1,279 @@
+"""The API over HTTP: a real Serve deployment behind HAProxy ingress, real Postgres and Redis."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import psycopg
+import pytest
+
+from cluster.bootstrap import deploy_serve
+from mail import auth
+from mail.config import load_settings
+from models.tenancy import NewApiKey, User, Workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.storage, pytest.mark.slow]
+
+# Every state-changing route and the audit action it must record; test_every_state_changing_route_is_audited
+# keeps this list complete.
+AUDITED_ROUTES = {
+    ("POST", "/v1/api-keys"): "api_key.create",
+    ("DELETE", "/v1/api-keys/{key_id}"): "api_key.revoke",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    ray_session: None, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = _free_port()
+    settings = load_settings(
+        environ={
+            "MAILRAY_DATABASE__URL": database_url,
+            "MAILRAY_REDIS__URL": redis_url,
+            "MAILRAY_APP__DATA_DIR": str(tmp_path_factory.mktemp("api-data")),
+            "MAILRAY_SERVE__HTTP_PORT": str(port),
+        }
+    )
+    deploy_serve(settings)
+    yield f"http://127.0.0.1:{port}"
+    from ray import serve
+
+    serve.delete("api")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Tenant(msgspec.Struct):
+    workspace: Workspace
+    owner: User
+    member: User
+    owner_key: NewApiKey
+    member_key: NewApiKey
+
+
+async def _tenant(database_url: str) -> Tenant:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        suffix = uuid.uuid4().hex[:8]
+        workspace, owner = await auth.create_workspace(
+            conn, f"Tenant {suffix}", owner_email=f"owner-{suffix}@example.com"
+        )
+        member = await auth.create_user(conn, workspace.id, f"member-{suffix}@example.com")
+        owner_key = await auth.create_api_key(conn, workspace.id, owner.id)
+        member_key = await auth.create_api_key(conn, workspace.id, member.id)
+    return Tenant(workspace=workspace, owner=owner, member=member, owner_key=owner_key, member_key=member_key)
+
+
+async def _email_of(database_url: str, tenant: Tenant, owner: User) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "INSERT INTO email_accounts (workspace_id, user_id, email, provider) VALUES (%s, %s, %s, 'gmail') RETURNING id",
+            (tenant.workspace.id, owner.id, f"box-{uuid.uuid4().hex[:8]}@example.com"),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        cursor = await conn.execute(
+            "INSERT INTO emails (workspace_id, account_id, subject, email_date, received_at) "
+            "VALUES (%s, %s, 'Quarterly numbers', %s, %s) RETURNING id",
+            (tenant.workspace.id, row[0], datetime.now(UTC), datetime.now(UTC)),
+        )
+        email = await cursor.fetchone()
+        await conn.commit()
+    assert email is not None
+    return int(email[0])
+
+
+def bearer(key: NewApiKey) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key.key}"}
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    return msgspec.json.decode(await response.read())
+
+
+async def test_healthz_checks_postgres_and_redis(api_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api_url}/healthz") as response:
+        assert response.status == 200
+        assert await _json(response) == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing API key"),
+        ({"Authorization": "Bearer nonsense"}, "malformed API key"),
+        ({"X-API-Key": "mr_0123456789abcdef_" + "A" * 43}, "invalid API key"),
+    ],
+)
+async def test_me_refuses_without_a_valid_key(
+    api_url: str, http: aiohttp.ClientSession, headers: dict[str, str], reason: str
+) -> None:
+    async with http.get(f"{api_url}/v1/me", headers=headers) as response:
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        body = await _json(response)
+        assert body["error"]["code"] == "unauthorized"
+        assert reason in body["error"]["message"]
+
+
+async def test_me_answers_with_the_callers_workspace_and_user(
+    api_url: str, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    tenant = await _tenant(database_url)
+    for headers in (bearer(tenant.member_key), {"X-API-Key": tenant.member_key.key}):
+        async with http.get(f"{api_url}/v1/me", headers=headers) as response:
+            assert response.status == 200
+            body = await _json(response)
+        assert body["workspace_id"] == str(tenant.workspace.id)
+        assert body["user_id"] == str(tenant.member.id)
+        assert body["role"] == "member"
+        assert body["api_key_id"] == str(tenant.member_key.info.id)
+
+
+async def _audit_rows(database_url: str, workspace_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT action, user_id, api_key_id, resource_id, host(ip), user_agent FROM audit_log "
+            "WHERE workspace_id = %s ORDER BY id",
+            (workspace_id,),
+        )
+        return await cursor.fetchall()
+
+
+async def test_creating_and_revoking_a_key_is_audited(
+    api_url: str, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    tenant = await _tenant(database_url)
+    headers = {**bearer(tenant.member_key), "User-Agent": "mailray-tests/1"}
+    async with http.post(f"{api_url}/v1/api-keys", json={"name": "ci"}, headers=headers) as response:
+        assert response.status == 201
+        created = await _json(response)
+    new_key = created["key"]
+    async with http.get(f"{api_url}/v1/me", headers={"X-API-Key": new_key}) as response:
+        assert response.status == 200
+    async with http.delete(f"{api_url}/v1/api-keys/{created['api_key']['id']}", headers=headers) as response:
+        assert response.status == 200
+        assert (await _json(response))["revoked_at"] is not None
+    async with http.get(f"{api_url}/v1/me", headers={"X-API-Key": new_key}) as response:
+        assert response.status == 401
+        assert "revoked" in (await _json(response))["error"]["message"]
+
+    rows = await _audit_rows(database_url, tenant.workspace.id)
+    assert [row[0] for row in rows] == ["api_key.create", "api_key.revoke"]
+    for action, user_id, api_key_id, resource_id, ip, user_agent in rows:
+        assert user_id == tenant.member.id
+        assert api_key_id == tenant.member_key.info.id
+        assert resource_id == created["api_key"]["id"]
+        assert ip == "127.0.0.1"
+        assert user_agent == "mailray-tests/1"
+        assert action in AUDITED_ROUTES.values()
+
+
+async def test_bad_bodies_get_a_reason_and_change_nothing(
+    api_url: str, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    tenant = await _tenant(database_url)
+    for body, fragment in (
+        (b'{"name": "x", "scopes": 1}', "unknown field `scopes`"),
+        (b"{not json", "not valid JSON"),
+        (b'{"name": 5}', "Expected `str`"),
+    ):
+        async with http.post(
+            f"{api_url}/v1/api-keys", data=body, headers=bearer(tenant.owner_key)
+        ) as response:
+            assert response.status == 422
+            assert fragment in (await _json(response))["error"]["message"]
+    async with http.delete(f"{api_url}/v1/api-keys/not-a-uuid", headers=bearer(tenant.owner_key)) as response:
+        assert response.status == 422
+        assert (await _json(response))["error"]["field"] == "path.key_id"
+    assert await _audit_rows(database_url, tenant.workspace.id) == []
+
+
+async def test_email_access_is_scoped_to_workspace_and_mailbox_owner(
+    api_url: str, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    tenant, other = await _tenant(database_url), await _tenant(database_url)
+    email_id = await _email_of(database_url, tenant, tenant.member)
+    url = f"{api_url}/v1/emails/{email_id}"
+
+    async with http.get(url, headers=bearer(tenant.member_key)) as response:  # the mailbox owner
+        assert response.status == 200
+        assert (await _json(response))["subject"] == "Quarterly numbers"
+    async with http.get(url, headers=bearer(tenant.owner_key)) as response:  # the workspace owner
+        assert response.status == 200
+    async with http.get(url, headers=bearer(other.owner_key)) as response:  # another workspace's owner
+        assert response.status == 404
+        assert (await _json(response))["error"]["code"] == "not_found"
+
+    owner_mailbox_email = await _email_of(database_url, tenant, tenant.owner)
+    async with http.get(
+        f"{api_url}/v1/emails/{owner_mailbox_email}", headers=bearer(tenant.member_key)
+    ) as response:
+        assert response.status == 403  # same workspace, someone else's mailbox, not an admin
+    assert [row[0] for row in await _audit_rows(database_url, tenant.workspace.id)] == [
+        "email.read",
+        "email.read",
+    ]
+    assert await _audit_rows(database_url, other.workspace.id) == []
+
+
+async def test_audit_log_is_for_admins(api_url: str, http: aiohttp.ClientSession, database_url: str) -> None:
+    tenant = await _tenant(database_url)
+    async with http.get(f"{api_url}/v1/audit-log", headers=bearer(tenant.member_key)) as response:
+        assert response.status == 403
+    async with http.post(f"{api_url}/v1/api-keys", json={}, headers=bearer(tenant.owner_key)) as response:
+        assert response.status == 201
+    async with http.get(f"{api_url}/v1/audit-log", headers=bearer(tenant.owner_key)) as response:
+        assert response.status == 200
+        assert [entry["action"] for entry in await _json(response)] == ["api_key.create"]
+
+
+async def test_unknown_routes_get_an_error_body(api_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api_url}/v1/nothing-here") as response:
+        assert response.status == 404
+        assert (await _json(response))["error"]["code"] == "not_found"
+
+
+def test_every_state_changing_route_is_audited() -> None:
+    from serve.api.deployment import api_app
+
+    changing = {
+        (method, route.path)
+        for route in api_app.routes
+        for method in getattr(route, "methods", set())
+        if method in {"POST", "PUT", "PATCH", "DELETE"}
+    }
+    assert changing == set(AUDITED_ROUTES)
+
+
+def test_serve_config_names_an_importable_builder(tmp_path: Path) -> None:
+    from cluster.bootstrap import serve_config
+
+    settings = load_settings(
+        environ={
+            "MAILRAY_DATABASE__URL": "postgresql:///x",
+            "MAILRAY_REDIS__URL": "redis://h",
+            "MAILRAY_APP__DATA_DIR": str(tmp_path),
+        }
+    )
+    config = serve_config(settings)
+    application = config["applications"][0]
+    assert application["import_path"] == "serve.api.deployment:build"
+    assert application["runtime_env"]["env_vars"]["MAILRAY_DATABASE__URL"] == "postgresql:///x"
