@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,8 @@ from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Plain positive integers only: "01" or "²" would be a second key 1 or crash int().
+_KEY_ID = re.compile(r"0|[1-9][0-9]*")
 FORMAT_VERSION = 1
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -118,7 +121,7 @@ class Keyring:
         decoded: dict[int, bytes] = {}
         for raw_id, value in keys.items():
             where = f"{source}.{raw_id}"
-            if not raw_id.isdigit():
+            if not _KEY_ID.fullmatch(raw_id):
                 raise ConfigError(f"{where}: key id must be a positive integer, got {raw_id!r}")
             key_id = int(raw_id)
             _check_key_id(key_id, where)
@@ -239,7 +242,7 @@ def add_dev_key(directory: str | os.PathLike[str]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         keys = _read_keyring_file(path) if path.exists() else {}
-        ids = [int(raw_id) for raw_id in keys if raw_id.isdigit()]
+        ids = [int(raw_id) for raw_id in keys if _KEY_ID.fullmatch(raw_id)]
         new_id = max(ids, default=0) + 1
         keys[str(new_id)] = generate_key()
         _write_private(path, keys, replace=True)

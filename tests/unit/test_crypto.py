@@ -304,3 +304,9 @@ def test_bad_dev_keyring_file(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"keyring\.json: expected a JSON object"):
         load_keyring(settings)
+
+
+@pytest.mark.parametrize("raw_id", ["01", "²", "1.0", " 1"])
+def test_from_b64_refuses_key_ids_that_are_not_plain_integers(raw_id: str) -> None:
+    with pytest.raises(ConfigError, match="key id must be a positive integer"):
+        Keyring.from_b64({raw_id: base64.b64encode(b"k" * 32).decode()})
