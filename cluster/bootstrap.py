@@ -267,6 +267,10 @@ def down(settings: Settings) -> list[str]:
     ray_state = read_ray_state(settings)
     if ray_state is not None:
         if ray_state.started_head:
+            # Disconnect first, or the head's shutdown messages land in this driver's terminal.
+            import ray
+
+            ray.shutdown()
             # `ray stop` ends Serve with the head; asking the controller first only adds 30 s.
             subprocess.run([_ray_cli(), "stop"], capture_output=True, check=False)
             done.append("ray head stopped (Serve with it)")
