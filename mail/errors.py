@@ -13,6 +13,7 @@
           +-- TransientError        worth retrying later
           +-- AuthError             the provider refused our credentials (reauth needed)
           +-- QuotaExceeded         the provider's quota is spent; `retry_after_s` says when to retry
+          +-- HistoryExpired        the history cursor is older than the provider keeps: full resync
 
 HTTP status codes are mapped from these in one place: `serve.errors`.
 """
@@ -84,3 +85,7 @@ class QuotaExceeded(ProviderError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class HistoryExpired(ProviderError):
+    code = "history_expired"

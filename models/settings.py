@@ -63,6 +63,38 @@ class ServeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     haproxy_ingress: bool = True
 
 
+class GmailSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Endpoints are settings so the emulator (or any Gmail-compatible server) can stand in.
+    api_endpoint: str = "https://gmail.googleapis.com"
+    oauth_auth_uri: str = "https://accounts.google.com/o/oauth2/auth"
+    oauth_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+    oauth_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    # Where Google's (or the emulator's) OIDC signing certificates for push tokens are.
+    oidc_certs_uri: str = "https://www.googleapis.com/oauth2/v1/certs"
+    client_id: str = ""
+    client_secret: str = ""
+    redirect_uri: str = "http://127.0.0.1:8000/v1/accounts/oauth/callback"
+    scopes: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "https://www.googleapis.com/auth/gmail.readonly",
+            "https://www.googleapis.com/auth/gmail.send",
+            "https://www.googleapis.com/auth/gmail.modify",
+            "openid",
+            "email",
+        ]
+    )
+    # "legacy": 250 units/user/s; "2026": projects created from May 2026, 6,000 units/user/min.
+    quota_regime: Literal["legacy", "2026"] = "legacy"
+    # Per-project budget shared by every account (units per minute).
+    project_units_per_minute: int = 1_200_000
+    batch_size: int = 50
+    max_concurrent_batches: int = 4
+    max_retries: int = 6
+    pubsub_topic: str = ""
+    push_audience: str = ""
+    watch_label_ids: list[str] = msgspec.field(default_factory=lambda: ["INBOX", "SENT"])
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -70,3 +102,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     ray: RaySettings = msgspec.field(default_factory=RaySettings)
     serve: ServeSettings = msgspec.field(default_factory=ServeSettings)
+    gmail: GmailSettings = msgspec.field(default_factory=GmailSettings)
