@@ -25,9 +25,13 @@ app = typer.Typer(
 workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+emulator_app = typer.Typer(help="Provider emulators (the demo and the test bed).", no_args_is_help=True)
+mutate_app = typer.Typer(help="Change a running Gmail emulator's mailboxes.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
+app.add_typer(emulator_app, name="emulator")
+emulator_app.add_typer(mutate_app, name="mutate")
 
 # How often `mailray run` makes sure the coming months' partitions exist.
 PARTITION_JOB_INTERVAL_S = 6 * 3600
@@ -251,6 +255,175 @@ def keys_rotate(
     for column in report.columns:
         typer.echo(f"{column.table}.{column.column}: {column.rewrapped} re-encrypted of {column.scanned}")
     typer.echo(f"every stored secret is now under key {report.newest_key_id}")
+
+
+@emulator_app.command("gmail")
+def emulator_gmail(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 8025,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    mailbox: Annotated[
+        list[str] | None,
+        typer.Option(help="A directory of messages, a maildir or an mbox to load into --user (repeatable)."),
+    ] = None,
+    user: Annotated[
+        str, typer.Option(help="The user the mailboxes and generated mail go to.")
+    ] = "demo@mailray.test",
+    generate: Annotated[int, typer.Option(help="Generated messages to add to --user.")] = 0,
+    quota: Annotated[str, typer.Option(help="Quota regime: legacy, 2026 or off.")] = "off",
+    fault_rate: Annotated[float, typer.Option(help="Fraction of API calls answered 500/503.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(help="Added to every HTTP request.")] = 0.0,
+    drop_rate: Annotated[float, typer.Option(help="Fraction of connections closed without an answer.")] = 0.0,
+    push_url: Annotated[str | None, typer.Option(help="Where Pub/Sub push notifications go.")] = None,
+    push_audience: Annotated[str, typer.Option(help="The push token's audience.")] = "mailray",
+    push_drop_rate: Annotated[float, typer.Option(help="Fraction of push notifications dropped.")] = 0.0,
+    token_ttl: Annotated[int, typer.Option(help="Access token lifetime in seconds.")] = 3600,
+    history_retention: Annotated[int, typer.Option(help="History records kept per user.")] = 100_000,
+    client_id: Annotated[str, typer.Option(help="OAuth client id /token checks.")] = "mailray-dev",
+    client_secret: Annotated[
+        str, typer.Option(help="OAuth client secret /token checks.")
+    ] = "mailray-dev-secret",  # noqa: S107
+    seed: Annotated[int, typer.Option(help="Seed of generated mail and injected faults.")] = 0,
+) -> None:
+    """Run the Gmail API emulator (REST, batch, OAuth, push) until Ctrl-C."""
+    from cluster.emulators.gmail.config import EmulatorConfig
+    from cluster.emulators.gmail.standalone import serve
+
+    if quota not in {"legacy", "2026", "off"}:
+        raise MailrayError(f"--quota must be legacy, 2026 or off, not {quota!r}")
+    try:
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            quota=quota,  # type: ignore[arg-type]
+            fault_rate=fault_rate,
+            latency_ms=latency_ms,
+            drop_rate=drop_rate,
+            push_url=push_url,
+            push_audience=push_audience,
+            push_drop_rate=push_drop_rate,
+            token_ttl_s=token_ttl,
+            history_retention=history_retention,
+            client_id=client_id,
+            client_secret=client_secret,
+            seed=seed,
+        )
+    except ValueError as error:
+        raise MailrayError(str(error)) from None
+
+    def ready(emulator: Any, counts: dict[str, int]) -> None:
+        base = emulator.base_url
+        typer.echo(f"Gmail emulator: {base}   (Ctrl-C stops it)")
+        for email, count in counts.items():
+            typer.echo(f"user:           {email}   {count} messages")
+        typer.echo(f"OAuth:          {base}/o/oauth2/auth   token {base}/token   revoke {base}/revoke")
+        typer.echo(f"push:           {config.push_url or 'off'}   audience {config.push_audience}")
+        typer.echo(f"admin:          {base}/_emulator/stats")
+        typer.echo("mailray settings for this emulator:")
+        settings = {
+            "API_ENDPOINT": base,
+            "OAUTH_AUTH_URI": f"{base}/o/oauth2/auth",
+            "OAUTH_TOKEN_URI": f"{base}/token",
+            "OAUTH_REVOKE_URI": f"{base}/revoke",
+            "OIDC_CERTS_URI": f"{base}/oauth2/v1/certs",
+            "CLIENT_ID": config.client_id,
+            "CLIENT_SECRET": config.client_secret,
+            "PUSH_AUDIENCE": config.push_audience,
+            "PUBSUB_TOPIC": f"projects/{config.project}/topics/gmail",
+            "QUOTA_REGIME": config.quota if config.quota != "off" else "legacy",
+        }
+        for key, value in settings.items():
+            typer.echo(f"  MAILRAY_GMAIL__{key}={value}")
+
+    try:
+        asyncio.run(serve(config, user=user, mailboxes=mailbox or [], generate=generate, on_ready=ready))
+    except (OSError, ValueError) as error:
+        raise MailrayError(f"gmail emulator: {error}") from None
+
+
+@mutate_app.callback()
+def emulator_mutate(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(help="The emulator's base URL.")] = "http://127.0.0.1:8025",
+) -> None:
+    """Change a running Gmail emulator (a mailbox change records history and triggers push)."""
+    ctx.obj = url
+
+
+def _admin_call(ctx: typer.Context, operation: Callable[[Any], Awaitable[T]]) -> T:
+    from cluster.emulators.gmail.admin_client import EmulatorAdmin, EmulatorAdminError
+
+    async def run() -> T:
+        async with EmulatorAdmin(str(ctx.obj)) as admin:
+            return await operation(admin)
+
+    try:
+        return asyncio.run(run())
+    except KeyError as error:
+        raise MailrayError(f"gmail emulator: {error.args[0] if error.args else error}") from None
+    except (EmulatorAdminError, OSError) as error:
+        raise MailrayError(f"gmail emulator at {ctx.obj}: {error}") from None
+
+
+@mutate_app.command("add")
+def emulator_mutate_add(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="The mailbox's user.")],
+    file: Annotated[str, typer.Option(help="An RFC 822 message file.")],
+    label: Annotated[
+        list[str] | None, typer.Option(help="Label id (repeatable; default INBOX, UNREAD).")
+    ] = None,
+) -> None:
+    """Deliver a message; prints its id."""
+    from pathlib import Path
+
+    path = Path(file)
+    if not path.is_file():
+        raise MailrayError(f"no such file: {file}")
+    raw = path.read_bytes()
+    if raw.startswith(b"From "):
+        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    labels = label or ["INBOX", "UNREAD"]
+    typer.echo(_admin_call(ctx, lambda admin: admin.add_message(user, raw, labels)))
+
+
+@mutate_app.command("delete")
+def emulator_mutate_delete(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="The mailbox's user.")],
+    id: Annotated[str, typer.Option("--id", help="The message id.")],
+) -> None:
+    """Delete a message for good."""
+    _admin_call(ctx, lambda admin: admin.delete_message(user, id))
+    typer.echo(f"deleted {id}")
+
+
+@mutate_app.command("label")
+def emulator_mutate_label(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="The mailbox's user.")],
+    id: Annotated[str, typer.Option("--id", help="The message id.")],
+    add: Annotated[list[str] | None, typer.Option(help="Label id to add (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="Label id to remove (repeatable).")] = None,
+) -> None:
+    """Add and remove labels of a message."""
+    _admin_call(ctx, lambda admin: admin.modify_labels(user, id, add or [], remove or []))
+    typer.echo(f"labels of {id} changed")
+
+
+@mutate_app.command("expire-history")
+def emulator_mutate_expire_history(
+    ctx: typer.Context, user: Annotated[str, typer.Option(help="The mailbox's user.")]
+) -> None:
+    """Drop the user's history: any older startHistoryId answers 404."""
+    _admin_call(ctx, lambda admin: admin.expire_history(user))
+    typer.echo(f"history of {user} expired")
+
+
+@mutate_app.command("expire-tokens")
+def emulator_mutate_expire_tokens(ctx: typer.Context) -> None:
+    """Expire every access token now (refresh tokens keep working)."""
+    _admin_call(ctx, lambda admin: admin.expire_access_tokens())
+    typer.echo("access tokens expired")
 
 
 def main() -> None:
