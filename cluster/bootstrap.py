@@ -104,9 +104,30 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "MAILRAY_APP__DATA_DIR": str(data_dir(settings)),
         "MAILRAY_APP__MODE": settings.app.mode,
     }
+    # Gmail endpoints may point at the emulator (the demo, tests): every worker must agree.
+    gmail = settings.gmail
+    for key in ("api_endpoint", "oauth_auth_uri", "oauth_token_uri", "oauth_revoke_uri", "oidc_certs_uri",
+                "client_id", "client_secret", "redirect_uri", "push_audience", "pubsub_topic", "quota_regime"):  # fmt: skip
+        env[f"MAILRAY_GMAIL__{key.upper()}"] = str(getattr(gmail, key))
     if "MAILRAY_CONFIG" in os.environ:
         env["MAILRAY_CONFIG"] = str(Path(os.environ["MAILRAY_CONFIG"]).resolve())
     return env
+
+
+def start_supervisor(settings: Settings) -> None:
+    """Start the SyncSupervisor (detached), which starts an AccountSync actor per account."""
+    import ray
+
+    from actors.sync_supervisor import SUPERVISOR_NAME, SyncSupervisor
+
+    supervisor = SyncSupervisor.options(  # type: ignore[attr-defined]
+        name=SUPERVISOR_NAME,
+        namespace=settings.ray.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        runtime_env={"env_vars": worker_env(settings)},
+    ).remote()
+    ray.get(supervisor.ensure_running.remote())
 
 
 def _ray_cli() -> str:
@@ -249,6 +270,7 @@ def up(settings: Settings) -> StackInfo:
         log.info(line)
     ray_state = start_ray(resolved)
     deploy_serve(resolved)
+    start_supervisor(resolved)
     assert resolved.database.url is not None and resolved.redis.url is not None
     return StackInfo(
         api_url=api_url(resolved),
@@ -277,6 +299,10 @@ def down(settings: Settings) -> list[str]:
         else:
             _shutdown_serve(ray_state, settings.ray.namespace, done)
         (data_dir(settings) / RAY_STATE_FILE).unlink(missing_ok=True)
+    from cluster.demo import stop_emulator
+
+    if stop_emulator(settings):
+        done.append("demo Gmail emulator stopped")
     if read_state(data_dir(settings)) is not None:
         stop_embedded(data_dir(settings))
         done.append("embedded services stopped")

@@ -99,10 +99,14 @@ def status() -> None:
 
 
 @app.command()
-def run() -> None:
-    """`up`, then keep running (partition job every few hours) until Ctrl-C, then `down`."""
+def run(
+    demo: Annotated[
+        bool, typer.Option(help="Start the Gmail emulator with real mail, connect it by OAuth and sync it.")
+    ] = True,
+) -> None:
+    """`up` (with the demo), then keep running until Ctrl-C, then `down`."""
+    from cluster.bootstrap import api_url, prepare_storage, resolve_services
     from cluster.bootstrap import down as bring_down
-    from cluster.bootstrap import prepare_storage, resolve_services
     from cluster.bootstrap import up as bring_up
 
     settings = _settings()
@@ -116,9 +120,20 @@ def run() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        total = 0
+        if demo:
+            from cluster.demo import demo_settings, start_emulator
+
+            settings = demo_settings(settings, api_url(settings))
+            total = start_emulator(settings, api_url(settings))
+            typer.echo(
+                f"Gmail emulator: {settings.gmail.api_endpoint} ({total} messages for demo@mailray.test)"
+            )
         info = bring_up(settings)
         typer.echo("mailray is running. Ctrl-C stops it.")
         _print_info(info)
+        if demo:
+            _run_demo(resolve_services(settings), info.api_url, total)
         next_job = time.monotonic() + PARTITION_JOB_INTERVAL_S
         while not stopping:
             time.sleep(0.5)
@@ -129,6 +144,24 @@ def run() -> None:
         typer.echo("stopping mailray ...")
         for line in bring_down(settings):
             typer.echo(line)
+
+
+def _run_demo(settings: Any, api: str, total: int) -> None:
+    from cluster.demo import connect_account, follow_sync
+
+    key, account_id = asyncio.run(connect_account(settings, api))
+    typer.echo(f"connected demo@mailray.test through OAuth as account {account_id}")
+    state = asyncio.run(follow_sync(api, key, account_id, total))
+    typer.echo(f"synced {state['messagesStored']} messages; incremental sync and push are on.")
+    typer.echo(f"""
+Look around (API key for the demo workspace: {key}):
+  curl -H 'Authorization: Bearer {key}' '{api}/v1/accounts/{account_id}/diagnostics'
+  curl -H 'Authorization: Bearer {key}' '{api}/v1/search?q=mortgage&limit=5'
+  curl -H 'Authorization: Bearer {key}' '{api}/v1/threads?limit=5'
+  curl -H 'Authorization: Bearer {key}' '{api}/v1/emails?folder=spam&limit=5'
+Add mail while it runs and watch it arrive through push:
+  .venv/bin/mailray emulator mutate --url {settings.gmail.api_endpoint} add --user demo@mailray.test --file some.eml
+""")
 
 
 @app.command("migrate")

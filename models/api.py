@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API. JSON field names are camelCase, as in the design document."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import msgspec
 from models.tenancy import ApiKeyInfo, Role
 
 
-class CreateApiKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class CreateApiKey(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, rename="camel"):
     name: str = ""
     expires_at: datetime | None = None
 
 
-class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True):
+class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     key: str  # shown once
     api_key: ApiKeyInfo
 
 
-class Me(msgspec.Struct, frozen=True, kw_only=True):
+class Me(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     workspace_id: UUID
     workspace_name: str
     workspace_slug: str
@@ -31,12 +31,12 @@ class Me(msgspec.Struct, frozen=True, kw_only=True):
     api_key_id: UUID | None
 
 
-class Health(msgspec.Struct, frozen=True, kw_only=True):
+class Health(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
 
 
-class EmailSummary(msgspec.Struct, frozen=True, kw_only=True):
+class EmailSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     id: int
     account_id: UUID
     thread_id: UUID | None
@@ -53,7 +53,7 @@ class EmailSummary(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: datetime | None
 
 
-class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     id: int
     user_id: UUID | None
     api_key_id: UUID | None
@@ -64,3 +64,92 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     user_agent: str | None
     metadata: dict[str, Any]
     occurred_at: datetime
+
+
+class EmailListItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: int
+    account_id: UUID
+    thread_id: UUID | None
+    subject: str
+    from_email: str | None
+    from_name: str | None
+    to_emails: list[str]
+    snippet: str
+    folder: str
+    labels: list[str]
+    is_read: bool
+    is_starred: bool
+    has_attachments: bool
+    email_date: datetime
+    category: str | None = None
+    priority: str | None = None
+
+
+class AttachmentInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    is_inline: bool
+
+
+class EmailDetail(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: int
+    account_id: UUID
+    thread_id: UUID | None
+    provider_message_id: str | None
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    subject: str
+    from_email: str | None
+    from_name: str | None
+    to_emails: list[str]
+    cc_emails: list[str]
+    bcc_emails: list[str]
+    reply_to: str | None
+    body_text: str | None
+    body_html: str | None
+    snippet: str
+    folder: str
+    labels: list[str]
+    is_read: bool
+    is_starred: bool
+    is_important: bool
+    is_draft: bool
+    is_sent: bool
+    contact_id: UUID | None
+    sent_at: datetime | None
+    received_at: datetime | None
+    raw_size: int | None
+    parse_errors: list[str]
+    attachments: list[AttachmentInfo]
+
+
+class ThreadSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: UUID
+    account_id: UUID
+    subject: str
+    snippet: str
+    participants: list[str]
+    labels: list[str]
+    message_count: int
+    unread_count: int
+    last_message_at: datetime | None
+
+
+class ThreadDetail(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    thread: ThreadSummary
+    messages: list[EmailListItem]
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    items: list[Any]
+    next_cursor: str | None
+
+
+class Diagnostics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    healthy: bool
+    diagnostics: dict[str, dict[str, Any]]
+    recommendations: list[str]

@@ -83,8 +83,9 @@ class GmailSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
             "email",
         ]
     )
-    # "legacy": 250 units/user/s; "2026": projects created from May 2026, 6,000 units/user/min.
-    quota_regime: Literal["legacy", "2026"] = "legacy"
+    # "legacy": 250 units/user/s; "2026": projects created from May 2026, 6,000 units/user/min;
+    # "off": no client-side limit (for an emulator run with --quota off, and benchmarks).
+    quota_regime: Literal["legacy", "2026", "off"] = "legacy"
     # Per-project budget shared by every account (units per minute).
     project_units_per_minute: int = 1_200_000
     batch_size: int = 50
@@ -95,6 +96,17 @@ class GmailSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     watch_label_ids: list[str] = msgspec.field(default_factory=lambda: ["INBOX", "SENT"])
 
 
+class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Polling covers dropped push notifications.
+    poll_interval_s: float = 60.0
+    reconcile_interval_s: float = 6 * 3600.0
+    supervise_interval_s: float = 10.0
+    # Messages fetched per step (batch_size x concurrent batches); the next step is in flight
+    # while this one is parsed and stored.
+    fetch_chunk: int = 200
+    max_backoff_s: float = 300.0
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -103,3 +115,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     ray: RaySettings = msgspec.field(default_factory=RaySettings)
     serve: ServeSettings = msgspec.field(default_factory=ServeSettings)
     gmail: GmailSettings = msgspec.field(default_factory=GmailSettings)
+    sync: SyncSettings = msgspec.field(default_factory=SyncSettings)

@@ -27,7 +27,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     is_active: bool = True
 
 
-class ApiKeyInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ApiKeyInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """An API key as listed: never the secret."""
 
     id: UUID

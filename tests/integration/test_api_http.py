@@ -141,10 +141,10 @@ async def test_me_answers_with_the_callers_workspace_and_user(
         async with http.get(f"{api_url}/v1/me", headers=headers) as response:
             assert response.status == 200
             body = await _json(response)
-        assert body["workspace_id"] == str(tenant.workspace.id)
-        assert body["user_id"] == str(tenant.member.id)
+        assert body["workspaceId"] == str(tenant.workspace.id)
+        assert body["userId"] == str(tenant.member.id)
         assert body["role"] == "member"
-        assert body["api_key_id"] == str(tenant.member_key.info.id)
+        assert body["apiKeyId"] == str(tenant.member_key.info.id)
 
 
 async def _audit_rows(database_url: str, workspace_id: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -170,7 +170,7 @@ async def test_creating_and_revoking_a_key_is_audited(
         assert response.status == 200
     async with http.delete(f"{api_url}/v1/api-keys/{created['api_key']['id']}", headers=headers) as response:
         assert response.status == 200
-        assert (await _json(response))["revoked_at"] is not None
+        assert (await _json(response))["revokedAt"] is not None
     async with http.get(f"{api_url}/v1/me", headers={"X-API-Key": new_key}) as response:
         assert response.status == 401
         assert "revoked" in (await _json(response))["error"]["message"]
@@ -180,7 +180,7 @@ async def test_creating_and_revoking_a_key_is_audited(
     for action, user_id, api_key_id, resource_id, ip, user_agent in rows:
         assert user_id == tenant.member.id
         assert api_key_id == tenant.member_key.info.id
-        assert resource_id == created["api_key"]["id"]
+        assert resource_id == created["apiKey"]["id"]
         assert ip == "127.0.0.1"
         assert user_agent == "mailray-tests/1"
         assert action in AUDITED_ROUTES.values()

@@ -1,0 +1,44 @@
+"""Events on Redis (pub/sub channels for WebSocket clients, streams for workers), as tagged Structs.
+
+Encoders and decoders are built once here, never per call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+
+class EmailParty(msgspec.Struct, frozen=True, kw_only=True):
+    email: str | None
+    name: str | None = None
+
+
+class EmailReceivedData(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: int
+    account_id: UUID
+    subject: str
+    sender: EmailParty = msgspec.field(name="from")
+    preview: str
+    received_at: datetime | None
+
+
+class EmailReceived(msgspec.Struct, frozen=True, kw_only=True, tag="email.received", tag_field="event"):
+    workspace_id: UUID = msgspec.field(name="workspaceId")
+    data: EmailReceivedData
+
+
+Event = EmailReceived
+
+event_encoder = msgspec.json.Encoder()
+event_decoder = msgspec.json.Decoder(Event)
+
+
+def workspace_channel(workspace_id: UUID) -> str:
+    """The pub/sub channel of a workspace's email events (the design document's naming)."""
+    return f"workspace:{workspace_id}:emails"
+
+
+NEW_MAIL_STREAM = "mailray:stream:new-mail"

@@ -1,0 +1,1 @@
+"""The tracking deployment: the hot public endpoints (push webhooks now; pixel, click and unsubscribe next)."""
