@@ -25,6 +25,8 @@ async def open_account_client(services: Services, account_id: UUID) -> GmailClie
         services.settings.gmail,
         tokens,
         email=email,
-        quota=None if services.settings.gmail.quota_regime == "off" else GmailQuota(services.redis, services.settings.gmail),
+        quota=None
+        if services.settings.gmail.quota_regime == "off"
+        else GmailQuota(services.redis, services.settings.gmail),
         on_tokens=on_tokens,
     )
