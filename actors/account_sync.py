@@ -82,10 +82,18 @@ class AccountSync:
         }
 
     async def _loop(self) -> None:
-        settings = load_settings()
-        services = await open_services(settings)
+        try:
+            services = await open_services(load_settings())
+        except Exception as error:  # nothing to record it in: keep it for status() and the log
+            self._last_error = f"cannot open services: {error}"
+            log.exception("account %s: cannot open services", self._account_id)
+            raise
         try:
             await self._run(services)
+        except Exception as error:  # the loop must not end silently
+            self._last_error = f"{type(error).__name__}: {error}"
+            log.exception("account %s: sync loop ended", self._account_id)
+            raise
         finally:
             await services.close()
 

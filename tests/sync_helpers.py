@@ -39,11 +39,14 @@ def emulator_settings(
     )
 
 
-async def connected_account(services: Services, emulator: Any, email: str) -> UUID:
-    """A workspace, its owner, and `email`'s mailbox connected with tokens the emulator issued."""
+async def connected_account(
+    services: Services, emulator: Any, email: str, issued: dict[str, Any] | None = None
+) -> UUID:
+    """A workspace, its owner, and `email`'s mailbox connected with tokens the emulator issued
+    (pass `issued` for an emulator in another process, from EmulatorAdmin.issue_tokens)."""
     from datetime import UTC, datetime, timedelta
 
-    issued = emulator.issue_tokens(email)
+    issued = issued or emulator.issue_tokens(email)
     tokens = TokenSet(
         access_token=issued["access_token"],
         refresh_token=issued["refresh_token"],

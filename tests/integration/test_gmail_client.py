@@ -347,7 +347,7 @@ async def test_legacy_quota_at_real_time_without_a_single_429(
     assert client.stats.rate_limited == 0
     usage = await quota.usage(email)
     assert usage["units_charged"] == 300 * 5 + 5 + 0  # 300 messages.get and one messages.list
-    assert usage["user_capacity"] == 225
+    assert usage["user_capacity"] == 125
 
 
 async def test_two_clients_of_one_user_share_the_bucket(

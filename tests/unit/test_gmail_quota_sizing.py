@@ -77,11 +77,11 @@ def test_sizing_runs_the_account_at_its_quota(regime: QuotaRegime) -> None:
 
 def test_legacy_numbers() -> None:
     size = bucket_size(250, 1.0)
-    assert size.capacity == 250 - 250 * ARRIVAL_JITTER_S == 225
-    assert size.rate_per_s == pytest.approx(247.5)
+    assert size.capacity == 250 - 250 * ARRIVAL_JITTER_S == 125
+    assert size.rate_per_s == pytest.approx(242.5)
     quota = _quota("legacy")
-    assert quota.max_parts("users.messages.get") == 45
-    assert quota.max_parts("users.history.list") == 112  # more than a batch may hold: the client caps it
+    assert quota.max_parts("users.messages.get") == 25
+    assert quota.max_parts("users.history.list") == 62  # more than a batch may hold: the client caps it
     assert quota.max_parts("users.messages.send") == 2
 
 
@@ -90,7 +90,7 @@ def test_2026_numbers() -> None:
     assert size.capacity == 100
     # Even a strict count per minute (plus the jitter) stays within 6,000.
     assert size.capacity + size.rate_per_s * (60 + ARRIVAL_JITTER_S) == pytest.approx(6000)
-    assert size.rate_per_s > 98
+    assert size.rate_per_s > 97.5
     quota = _quota("2026")
     assert quota.max_parts("users.messages.get") == 5
     assert quota.max_parts("users.watch") == 1
@@ -129,14 +129,14 @@ def test_buckets_and_costs() -> None:
     quota = _quota("legacy", project_units_per_minute=600_000)
     user = quota.user_bucket("Ana@Acme.test")
     assert user.key == "gmail:user:ana@acme.test"
-    assert (user.capacity, user.rate_per_s) == (225, 247.5)
+    assert (user.capacity, user.rate_per_s) == (125, 242.5)
     assert quota.project_bucket.key == "gmail:project:acme"
     assert quota.project_bucket.capacity == 10_000
     requests = GmailRequests("http://h")
-    batch = [requests.get_message(f"m{i}") for i in range(45)]
-    assert quota.cost(batch) == 225
+    batch = [requests.get_message(f"m{i}") for i in range(25)]
+    assert quota.cost(batch) == 125
     assert quota.cost([requests.list_history(1), requests.send_message("x")]) == 102
-    assert _quota("2026").cost(batch) == 900
+    assert _quota("2026").cost(batch) == 500
 
 
 def test_bad_quota() -> None:
