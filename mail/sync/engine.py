@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
+import psycopg
 
 from mail import accounts
 from mail.errors import HistoryExpired
@@ -37,6 +38,7 @@ from mail.sync import state as sync_state
 from mail.sync.store import (
     SyncedMessage,
     apply_labels,
+    degraded,
     mark_deleted,
     refresh_threads,
     set_labels,
@@ -240,6 +242,29 @@ class SyncEngine:
     async def _store(self, messages: Sequence[GmailMessage], generation: int, *, publish: bool) -> int:
         synced = [SyncedMessage(gmail=m, parsed=parse_message(m.raw or b"")) for m in messages]
         workspace_id = await self._workspace()
+        try:
+            inserted = await self._store_batch(workspace_id, synced, generation)
+        except psycopg.errors.DataError:
+            # One message the database refuses must not stall the account: store them one by
+            # one, and a message that still fails in its reduced form with its raw bytes.
+            inserted = []
+            for message in synced:
+                try:
+                    inserted += await self._store_batch(workspace_id, [message], generation)
+                except psycopg.errors.DataError as error:
+                    log.warning(
+                        "account %s: message %s stored reduced: %s", self._account_id, message.gmail.id, error
+                    )
+                    inserted += await self._store_batch(
+                        workspace_id, [degraded(message, str(error))], generation
+                    )
+        if publish and self._publish_events and inserted:
+            await self._publish(workspace_id, synced, inserted)
+        return len(inserted)
+
+    async def _store_batch(
+        self, workspace_id: UUID, synced: Sequence[SyncedMessage], generation: int
+    ) -> list[tuple[int, str]]:
         async with self._services.pool.connection() as conn, conn.transaction():
             batch = await store_messages(
                 conn,
@@ -250,9 +275,7 @@ class SyncEngine:
                 messages=synced,
             )
             await sync_state.count_stored(conn, self._account_id, len(batch.inserted))
-        if publish and self._publish_events and batch.inserted:
-            await self._publish(workspace_id, synced, batch.inserted)
-        return len(batch.inserted)
+        return batch.inserted
 
     async def _publish(
         self, workspace_id: UUID, synced: Sequence[SyncedMessage], inserted: Sequence[tuple[int, str]]

@@ -126,11 +126,18 @@ def messages_in(source: str | Path) -> Iterator[tuple[Path, int, bytes]]:
 
 
 def load(mailbox: Mailbox, source: str | Path) -> int:
-    """Add every message under `source` to `mailbox`; the number added."""
-    count = 0
+    """Add every message under `source` to `mailbox` in date order; the number added.
+
+    A real mailbox receives a message before the replies to it, and Gmail threads a reply with
+    the messages it references that are already there: loading in file-name order would put
+    replies that sort first into threads of their own.
+    """
+    found = []
     for relative, index, raw in messages_in(source):
         info = mime.header_info(raw)
         internal = info.date_ms if info.date_ms is not None else _fallback_date(relative, index)
+        found.append((internal, relative, index, raw, info))
+    found.sort(key=lambda item: (item[0], str(item[1]), item[2]))
+    for internal, relative, index, raw, info in found:
         mailbox.add(raw, _labels(relative, index), internal, info=info)
-        count += 1
-    return count
+    return len(found)
