@@ -26,8 +26,12 @@ router = APIRouter(prefix="/v1/accounts")
 
 async def _start_sync(services: Services, account_id: UUID) -> None:
     """Ask the supervisor to start the account's actor (best effort: it also finds it on its own)."""
+    import ray
+
     from actors.sync_supervisor import get_supervisor
 
+    if not ray.is_initialized():  # served outside Ray (tests): the caller drives the sync
+        return
     try:
         supervisor = get_supervisor(services.settings.ray.namespace)
         await supervisor.ensure_running.remote()
