@@ -168,7 +168,7 @@ async def test_creating_and_revoking_a_key_is_audited(
     new_key = created["key"]
     async with http.get(f"{api_url}/v1/me", headers={"X-API-Key": new_key}) as response:
         assert response.status == 200
-    async with http.delete(f"{api_url}/v1/api-keys/{created['api_key']['id']}", headers=headers) as response:
+    async with http.delete(f"{api_url}/v1/api-keys/{created['apiKey']['id']}", headers=headers) as response:
         assert response.status == 200
         assert (await _json(response))["revokedAt"] is not None
     async with http.get(f"{api_url}/v1/me", headers={"X-API-Key": new_key}) as response:
