@@ -323,6 +323,7 @@ async def bench_many(args: argparse.Namespace) -> None:
                 Path(data_dir),
                 MAILRAY_GMAIL__QUOTA_REGIME="2026",
                 MAILRAY_DATABASE__POOL_MAX_SIZE=str(args.pool_max),
+                **({"MAILRAY_SYNC__FETCH_CHUNK": str(args.fetch_chunk)} if args.fetch_chunk else {}),
             )
             services = await open_services(load_settings(environ=env))
             try:
@@ -337,7 +338,9 @@ async def bench_many(args: argparse.Namespace) -> None:
                 if args.mode == "actors":
                     results = await _many_actors(args, env, account_ids)
                 else:
-                    results = await _many_asyncio(services, account_ids)
+                    results = await _many_asyncio(
+                        services, account_ids, warm_workspace=not args.no_warm_workspace
+                    )
                 stats = await admin.stats()
                 stored = await stored_count(database_url, account_ids)
             finally:
@@ -360,7 +363,9 @@ async def bench_many(args: argparse.Namespace) -> None:
         "mode": args.mode,
         "accounts": args.accounts,
         "messages_per_account": args.messages,
+        "fetch_chunk": args.fetch_chunk or "default",
         "shared_workspace": args.shared_workspace,
+        "warm_workspace": args.mode == "asyncio" and not args.no_warm_workspace,
         "failed_accounts": len(failures),
         "first_errors": [r["error"] for r in failures[:3]],
         "accounts_not_fully_stored": len(incomplete),
@@ -385,12 +390,19 @@ async def bench_many(args: argparse.Namespace) -> None:
     emit("many", "per_account_fraction_of_quota_2026", **summary, **extra, **stats_fields(stats))
 
 
-async def _many_asyncio(services: Services, account_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+async def _many_asyncio(
+    services: Services, account_ids: Sequence[UUID], *, warm_workspace: bool
+) -> list[dict[str, Any]]:
     regime = REGIMES["2026"]
 
     async def one(account_id: UUID) -> dict[str, Any]:
         client = await open_account_client(services, account_id)
         engine = SyncEngine(services, account_id, client, fetch_chunk=services.settings.sync.fetch_chunk)
+        if warm_workspace:
+            # SyncEngine._begin_full_sync asks the pool for a second connection (_workspace()) while
+            # it holds one: N engines sharing a pool of fewer than N + 1 connections can all hold
+            # one and wait for another until PoolTimeout. Resolving the workspace first avoids it.
+            await engine._workspace()
         began = time.perf_counter()
         try:
             report = await engine.sync()
@@ -645,7 +657,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     many.add_argument("--messages", type=int, default=150, help="generated messages per account")
     many.add_argument("--mode", choices=("asyncio", "actors"), default="asyncio")
     many.add_argument("--shared-workspace", action="store_true", help="all accounts in one workspace")
+    many.add_argument("--fetch-chunk", type=int, help="settings sync.fetch_chunk (default: the setting's)")
     many.add_argument("--pool-max", type=int, default=10, help="Postgres pool of this process (asyncio)")
+    many.add_argument(
+        "--no-warm-workspace",
+        action="store_true",
+        help="asyncio: do not resolve each engine's workspace before its sync (shows the pool deadlock)",
+    )
     off = parts.add_parser("quota-off", help="end to end without quota vs parse + COPY")
     off.add_argument("--mailbox", default=str(CORPUS))
     off.add_argument("--profile", action="store_true", help="also profile the engine (stderr)")

@@ -113,7 +113,7 @@ async def test_batches_fit_the_quota_bucket() -> None:
     legacy = _CountingQuota("legacy")
     server = FakeGmail()
     await _client(server, quota=legacy).get_messages([f"m{i}" for i in range(100)])
-    assert [len(exchange) for exchange in server.exchanges] == [45, 45, 10]
+    assert [len(exchange) for exchange in server.exchanges] == [25, 25, 25, 25]
 
 
 async def test_a_message_failing_after_every_retry_raises() -> None:

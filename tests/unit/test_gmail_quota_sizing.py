@@ -82,7 +82,7 @@ def test_legacy_numbers() -> None:
     quota = _quota("legacy")
     assert quota.max_parts("users.messages.get") == 25
     assert quota.max_parts("users.history.list") == 62  # more than a batch may hold: the client caps it
-    assert quota.max_parts("users.messages.send") == 2
+    assert quota.max_parts("users.messages.send") == 1
 
 
 def test_2026_numbers() -> None:
