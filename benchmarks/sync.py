@@ -76,6 +76,7 @@ SERVER_URL = os.environ.get("MAILRAY_DATABASE__URL", "postgresql://postgres@127.
 REDIS_URL = os.environ.get("MAILRAY_REDIS__URL", "redis://127.0.0.1:6379/0")
 CORPUS = Path("/work/shared/corpora/spamassassin")
 MAILRAY_CLI = Path(sys.executable).with_name("mailray")
+SUPERVISE_INTERVAL_S = 10.0  # settings sync.supervise_interval_s: how often the supervisor kicks actors
 READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 
 
@@ -207,6 +208,29 @@ async def stored_count(database_url: str, account_ids: Sequence[UUID]) -> dict[U
         )
         counts = {row[0]: int(row[1]) for row in await cursor.fetchall()}
     return {account_id: counts.get(account_id, 0) for account_id in account_ids}
+
+
+async def sync_errors(database_url: str, account_ids: Sequence[UUID]) -> dict[str, Any]:
+    """Accounts whose rounds failed at least once (sync_state keeps the last error), and the errors."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT last_error FROM sync_state WHERE account_id = ANY(%s) AND last_error IS NOT NULL",
+            (list(account_ids),),
+        )
+        errors = [str(row[0]) for row in await cursor.fetchall()]
+    kinds: dict[str, int] = {}
+    for error in errors:
+        kinds[error[:160]] = kinds.get(error[:160], 0) + 1
+    return {"accounts_with_failed_rounds": len(errors), "failed_round_errors": kinds}
+
+
+async def server_connections() -> int:
+    async with await psycopg.AsyncConnection.connect(SERVER_URL) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def listing_units(regime: QuotaRegime, report: PassReport) -> int:
@@ -343,6 +367,7 @@ async def bench_many(args: argparse.Namespace) -> None:
                     )
                 stats = await admin.stats()
                 stored = await stored_count(database_url, account_ids)
+                errors = await sync_errors(database_url, account_ids)
             finally:
                 await services.close()
     per_s = regime.user_units_per_s
@@ -387,7 +412,7 @@ async def bench_many(args: argparse.Namespace) -> None:
         "quota_units_per_s_per_user": per_s,
     }
     extra = results[0].get("overall", {}) if results else {}
-    emit("many", "per_account_fraction_of_quota_2026", **summary, **extra, **stats_fields(stats))
+    emit("many", "per_account_fraction_of_quota_2026", **summary, **errors, **extra, **stats_fields(stats))
 
 
 async def _many_asyncio(
@@ -462,13 +487,22 @@ async def _many_actors(
         done: dict[int, dict[str, Any]] = {}
         finished_at: dict[int, float] = {}
         deadline = time.monotonic() + args.timeout * 0.8
+        next_kick = time.monotonic() + SUPERVISE_INTERVAL_S
+        peak_connections = 0
+        statuses: list[dict[str, Any]] = []
         while len(done) < len(handles) and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
-            statuses = await asyncio.gather(*(h.status.remote() for h in handles))
+            statuses = list(await asyncio.gather(*(h.status.remote() for h in handles)))
             for index, status in enumerate(statuses):
                 if index not in done and "full_sync" in status["last_report"]:
                     done[index] = status
                     finished_at[index] = time.perf_counter() - began
+            peak_connections = max(peak_connections, await server_connections())
+            if time.monotonic() >= next_kick:  # as the SyncSupervisor does: restart a loop that ended
+                await asyncio.gather(
+                    *(h.ensure_running.remote() for i, h in enumerate(handles) if i not in done)
+                )
+                next_kick = time.monotonic() + SUPERVISE_INTERVAL_S
         wall = max(finished_at.values(), default=0.0)
         rss = [float(s["rss_mb"]) for s in done.values()]
         results: list[dict[str, Any]] = []
@@ -489,7 +523,8 @@ async def _many_actors(
             "actor_rss_mb_min": min(rss) if rss else None,
             "actor_rss_mb_median": statistics.median(rss) if rss else None,
             "actor_rss_mb_max": max(rss) if rss else None,
-            "actor_last_errors": [s["last_error"] for s in done.values() if s["last_error"]][:3],
+            "actor_last_errors": [s["last_error"] for s in statuses if s["last_error"]][:3],
+            "postgres_client_connections_peak": peak_connections,
         }
         if results:
             results[0]["overall"] = overall
