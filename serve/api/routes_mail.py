@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from mail import mailbox
 from mail.audit import AuditEntry, record
@@ -17,15 +17,16 @@ router = APIRouter(prefix="/v1")
 Folder = Literal["inbox", "sent", "drafts", "spam", "trash", "archive", "other"]
 
 
-def _filters(
-    account_id: UUID | None,
-    folder: Folder | None,
-    label: str | None,
-    is_read: bool | None,
-    from_email: str | None,
-    after: datetime | None,
-    before: datetime | None,
+def _email_filters(
+    account_id: UUID | None = None,
+    folder: Folder | None = None,
+    label: str | None = None,
+    is_read: bool | None = None,
+    from_email: str | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
 ) -> mailbox.EmailFilter:
+    """The filters every email listing takes, from the query string."""
     return mailbox.EmailFilter(
         account_id=account_id,
         folder=folder,
@@ -37,21 +38,13 @@ def _filters(
     )
 
 
+FiltersDep = Annotated[mailbox.EmailFilter, Depends(_email_filters)]
+
+
 @router.get("/emails")
 async def list_emails(
-    caller: PrincipalDep,
-    svc: ServicesDep,
-    account_id: UUID | None = None,
-    folder: Folder | None = None,
-    label: str | None = None,
-    is_read: bool | None = None,
-    from_email: str | None = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
+    caller: PrincipalDep, svc: ServicesDep, filters: FiltersDep, cursor: str | None = None, limit: int = 50
 ) -> Response:
-    filters = _filters(account_id, folder, label, is_read, from_email, after, before)
     async with svc.pool.connection() as conn:
         return json_response(await mailbox.list_emails(conn, caller, filters, cursor=cursor, limit=limit))
 
@@ -61,17 +54,10 @@ async def search(
     q: str,
     caller: PrincipalDep,
     svc: ServicesDep,
-    account_id: UUID | None = None,
-    folder: Folder | None = None,
-    label: str | None = None,
-    is_read: bool | None = None,
-    from_email: str | None = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
+    filters: FiltersDep,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Response:
-    filters = _filters(account_id, folder, label, is_read, from_email, after, before)
     async with svc.pool.connection() as conn:
         return json_response(
             await mailbox.search_emails(conn, caller, q, filters, cursor=cursor, limit=limit)
