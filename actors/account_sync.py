@@ -99,11 +99,11 @@ class AccountSync:
 
     async def _run(self, services: Services) -> None:
         from mail.gmail.account_client import open_account_client
-        from mail.sync.engine import SyncEngine
+        from mail.sync.engine import SyncEngine, fetch_chunk_for
 
         settings = services.settings
         client = await open_account_client(services, self._account_id)
-        engine = SyncEngine(services, self._account_id, client, fetch_chunk=settings.sync.fetch_chunk)
+        engine = SyncEngine(services, self._account_id, client, fetch_chunk=fetch_chunk_for(settings))
         backoff = 1.0
         next_reconcile = time.monotonic() + settings.sync.reconcile_interval_s
         try:

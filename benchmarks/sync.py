@@ -297,7 +297,7 @@ async def bench_single(args: argparse.Namespace) -> None:
                 account_id, _ = await connect_account(services, admin, email)
                 client = await open_account_client(services, account_id)
                 engine = SyncEngine(
-                    services, account_id, client, fetch_chunk=services.settings.sync.fetch_chunk
+                    services, account_id, client, fetch_chunk=fetch_chunk_for(services.settings)
                 )
                 await admin.reset_stats()
                 began = time.perf_counter()
@@ -438,7 +438,7 @@ async def _many_asyncio(
 
     async def one(account_id: UUID) -> dict[str, Any]:
         client = await open_account_client(services, account_id)
-        engine = SyncEngine(services, account_id, client, fetch_chunk=services.settings.sync.fetch_chunk)
+        engine = SyncEngine(services, account_id, client, fetch_chunk=fetch_chunk_for(services.settings))
         if warm_workspace:
             # SyncEngine._begin_full_sync asks the pool for a second connection (_workspace()) while
             # it holds one: N engines sharing a pool of fewer than N + 1 connections can all hold
@@ -633,7 +633,7 @@ async def _engine_run(
                 account_id, _ = await connect_account(services, admin, email)
                 client = await open_account_client(services, account_id)
                 engine = SyncEngine(
-                    services, account_id, client, fetch_chunk=services.settings.sync.fetch_chunk
+                    services, account_id, client, fetch_chunk=fetch_chunk_for(services.settings)
                 )
                 began = time.perf_counter()
                 if profiler is not None:

@@ -229,7 +229,8 @@ class _Reader:
         except Exception:
             self.error(f"date: unreadable {value.strip()[:80]!r}")
             return None
-        return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
+        # In UTC: real mail carries offsets like -1900 that Postgres (and others) refuse.
+        return date.astimezone(UTC) if date.tzinfo is not None else date.replace(tzinfo=UTC)
 
     # -- MIME tree ------------------------------------------------------------------------------
 

@@ -108,12 +108,12 @@ async def test_batches_fit_the_quota_bucket() -> None:
     server = FakeGmail()
     quota = _CountingQuota("2026")
     await _client(server, quota=quota).get_messages([f"m{i}" for i in range(12)])
-    assert [len(exchange) for exchange in server.exchanges] == [5, 5, 2]
-    assert quota.units == [100, 100, 40]  # messages.get costs 20 in the 2026 regime
+    assert [len(exchange) for exchange in server.exchanges] == [2] * 6  # half a 100-unit bucket
+    assert quota.units == [40] * 6  # messages.get costs 20 in the 2026 regime
     legacy = _CountingQuota("legacy")
     server = FakeGmail()
     await _client(server, quota=legacy).get_messages([f"m{i}" for i in range(100)])
-    assert [len(exchange) for exchange in server.exchanges] == [25, 25, 25, 25]
+    assert [len(exchange) for exchange in server.exchanges] == [12] * 8 + [4]
 
 
 async def test_a_message_failing_after_every_retry_raises() -> None:

@@ -80,8 +80,8 @@ def test_legacy_numbers() -> None:
     assert size.capacity == 250 - 250 * ARRIVAL_JITTER_S == 125
     assert size.rate_per_s == pytest.approx(242.5)
     quota = _quota("legacy")
-    assert quota.max_parts("users.messages.get") == 25
-    assert quota.max_parts("users.history.list") == 62  # more than a batch may hold: the client caps it
+    assert quota.max_parts("users.messages.get") == 12  # half the bucket
+    assert quota.max_parts("users.history.list") == 31  # more than a batch may hold: the client caps it
     assert quota.max_parts("users.messages.send") == 1
 
 
@@ -92,7 +92,7 @@ def test_2026_numbers() -> None:
     assert size.capacity + size.rate_per_s * (60 + ARRIVAL_JITTER_S) == pytest.approx(6000)
     assert size.rate_per_s > 97.5
     quota = _quota("2026")
-    assert quota.max_parts("users.messages.get") == 5
+    assert quota.max_parts("users.messages.get") == 2  # half a 100-unit bucket
     assert quota.max_parts("users.watch") == 1
 
 

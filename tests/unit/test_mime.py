@@ -233,10 +233,15 @@ def test_dates_are_timezone_aware(header: str, expected: datetime) -> None:
     assert parsed.parse_errors == []
 
 
-def test_date_offset_is_kept() -> None:
+def test_dates_come_in_utc_at_the_same_instant() -> None:
     date = parse_message(_msg("Date: Thu, 22 Aug 2002 12:36:16 +0530")).date
-    assert date is not None and date.utcoffset() == timedelta(hours=5, minutes=30)
-    assert date.tzinfo == timezone(timedelta(hours=5, minutes=30))
+    assert date is not None and date.utcoffset() == timedelta(0)
+    assert date == datetime(2002, 8, 22, 12, 36, 16, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+
+
+def test_an_offset_postgres_refuses_still_gives_a_storable_date() -> None:
+    date = parse_message(_msg("Date: Wed, 07 Oct 2020 23:01:36 -1900")).date
+    assert date is not None and date.tzinfo == UTC
 
 
 def test_unreadable_date_is_none_and_reported() -> None:
