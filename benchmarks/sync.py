@@ -72,7 +72,7 @@ from mail.mime import parse_message, read_corpus_message
 from mail.services import Services, open_services
 from mail.store.bulk import copy_rows, copy_upsert
 from mail.store.migrations import migrate
-from mail.sync.engine import LIST_PAGE_SIZE, PassReport, SyncEngine
+from mail.sync.engine import LIST_PAGE_SIZE, PassReport, SyncEngine, fetch_chunk_for
 from models.gmail import Profile, TokenSet
 from models.tenancy import Principal
 
