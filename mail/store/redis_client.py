@@ -68,14 +68,18 @@ def create_redis(
             field="redis.socket_timeout_s",
         )
     try:
-        return redis.asyncio.Redis.from_url(
+        # A blocking pool: when every connection is busy a command waits (up to the timeout)
+        # for one, instead of failing with "Too many connections" under a burst.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             decode_responses=False,
             max_connections=max_connections,
+            timeout=socket_timeout_s,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
         )
+        return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool and closes it
     except ValueError as exc:
         # redis-py parses the query string (db=, ssl_cert_reqs=, ...) and the port here.
         raise ValidationError(f"Redis URL {_redacted(url)!r} is invalid: {exc}", field="redis.url") from exc
