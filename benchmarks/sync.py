@@ -63,6 +63,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from cluster.emulators.gmail.admin_client import EmulatorAdmin
+from cluster.emulators.gmail.client_settings import gmail_environment
 from cluster.emulators.gmail.stats import EmulatorStats
 from mail import accounts, auth
 from mail.config import load_settings
@@ -176,13 +177,7 @@ def bench_settings(base_url: str, database_url: str, data_dir: Path, **extra: st
         "MAILRAY_DATABASE__URL": database_url,
         "MAILRAY_REDIS__URL": REDIS_URL,
         "MAILRAY_APP__DATA_DIR": str(data_dir),
-        "MAILRAY_GMAIL__API_ENDPOINT": base_url,
-        "MAILRAY_GMAIL__OAUTH_AUTH_URI": f"{base_url}/o/oauth2/auth",
-        "MAILRAY_GMAIL__OAUTH_TOKEN_URI": f"{base_url}/token",
-        "MAILRAY_GMAIL__OAUTH_REVOKE_URI": f"{base_url}/revoke",
-        "MAILRAY_GMAIL__OIDC_CERTS_URI": f"{base_url}/oauth2/v1/certs",
-        "MAILRAY_GMAIL__CLIENT_ID": "mailray-dev",
-        "MAILRAY_GMAIL__CLIENT_SECRET": "mailray-dev-secret",
+        **gmail_environment(base_url),
         **extra,
     }
 

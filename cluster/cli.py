@@ -318,6 +318,7 @@ def emulator_gmail(
     seed: Annotated[int, typer.Option(help="Seed of generated mail and injected faults.")] = 0,
 ) -> None:
     """Run the Gmail API emulator (REST, batch, OAuth, push) until Ctrl-C."""
+    from cluster.emulators.gmail.client_settings import gmail_environment
     from cluster.emulators.gmail.config import EmulatorConfig
     from cluster.emulators.gmail.standalone import serve
 
@@ -353,19 +354,13 @@ def emulator_gmail(
         typer.echo(f"admin:          {base}/_emulator/stats")
         typer.echo("mailray settings for this emulator:")
         settings = {
-            "API_ENDPOINT": base,
-            "OAUTH_AUTH_URI": f"{base}/o/oauth2/auth",
-            "OAUTH_TOKEN_URI": f"{base}/token",
-            "OAUTH_REVOKE_URI": f"{base}/revoke",
-            "OIDC_CERTS_URI": f"{base}/oauth2/v1/certs",
-            "CLIENT_ID": config.client_id,
-            "CLIENT_SECRET": config.client_secret,
-            "PUSH_AUDIENCE": config.push_audience,
-            "PUBSUB_TOPIC": f"projects/{config.project}/topics/gmail",
-            "QUOTA_REGIME": config.quota if config.quota != "off" else "legacy",
+            **gmail_environment(base, config),
+            "MAILRAY_GMAIL__PUSH_AUDIENCE": config.push_audience,
+            "MAILRAY_GMAIL__PUBSUB_TOPIC": f"projects/{config.project}/topics/gmail",
+            "MAILRAY_GMAIL__QUOTA_REGIME": config.quota if config.quota != "off" else "legacy",
         }
         for key, value in settings.items():
-            typer.echo(f"  MAILRAY_GMAIL__{key}={value}")
+            typer.echo(f"  {key}={value}")
 
     try:
         asyncio.run(serve(config, user=user, mailboxes=mailbox or [], generate=generate, on_ready=ready))

@@ -39,16 +39,11 @@ def emulator_url(port: int = EMULATOR_PORT) -> str:
 
 def demo_settings(settings: Settings, api_url: str, port: int = EMULATOR_PORT) -> Settings:
     """Settings whose Gmail endpoints are the local emulator's."""
-    base = emulator_url(port)
+    from cluster.emulators.gmail.client_settings import gmail_settings_for
+
     gmail = msgspec.structs.replace(
         settings.gmail,
-        api_endpoint=base,
-        oauth_auth_uri=f"{base}/o/oauth2/auth",
-        oauth_token_uri=f"{base}/token",
-        oauth_revoke_uri=f"{base}/revoke",
-        oidc_certs_uri=f"{base}/oauth2/v1/certs",
-        client_id="mailray-dev",
-        client_secret="mailray-dev-secret",  # noqa: S106 - the emulator's fixed dev credentials
+        **gmail_settings_for(emulator_url(port)),
         redirect_uri=f"{api_url}/v1/accounts/oauth/callback",
         push_audience="mailray",
         pubsub_topic="projects/mailray-dev/topics/gmail",

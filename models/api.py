@@ -36,23 +36,6 @@ class Health(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     checks: dict[str, str]
 
 
-class EmailSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    id: int
-    account_id: UUID
-    thread_id: UUID | None
-    message_id: str | None
-    subject: str
-    from_email: str | None
-    from_name: str | None
-    to_emails: list[str]
-    snippet: str
-    folder: str
-    labels: list[str]
-    is_read: bool
-    received_at: datetime | None
-    sent_at: datetime | None
-
-
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     id: int
     user_id: UUID | None

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import psycopg
 
+from cluster.emulators.gmail.client_settings import gmail_environment
 from mail import accounts, auth
 from mail.config import load_settings
 from mail.services import Services, open_services
@@ -25,13 +26,7 @@ def emulator_settings(
             "MAILRAY_DATABASE__URL": database_url,
             "MAILRAY_REDIS__URL": redis_url,
             "MAILRAY_APP__DATA_DIR": str(data_dir),
-            "MAILRAY_GMAIL__API_ENDPOINT": base_url,
-            "MAILRAY_GMAIL__OAUTH_AUTH_URI": f"{base_url}/o/oauth2/auth",
-            "MAILRAY_GMAIL__OAUTH_TOKEN_URI": f"{base_url}/token",
-            "MAILRAY_GMAIL__OAUTH_REVOKE_URI": f"{base_url}/revoke",
-            "MAILRAY_GMAIL__OIDC_CERTS_URI": f"{base_url}/oauth2/v1/certs",
-            "MAILRAY_GMAIL__CLIENT_ID": "mailray-dev",
-            "MAILRAY_GMAIL__CLIENT_SECRET": "mailray-dev-secret",
+            **gmail_environment(base_url),
             # The emulators in tests run without quota unless a test says otherwise.
             "MAILRAY_GMAIL__QUOTA_REGIME": "off",
             **extra,
