@@ -83,11 +83,6 @@ def decrypt_body(keyring: Keyring, email_id: int, column: str, blob: bytes | Non
     return keyring.decrypt(bytes(blob), context=column_context("emails", column, [email_id])).decode()
 
 
-def _utc(when: datetime | None) -> datetime | None:
-    """In UTC: Date headers carry offsets Postgres refuses (seen in real mail: -19:00)."""
-    return when.astimezone(UTC) if when is not None else None
-
-
 def degraded(message: SyncedMessage, error: str) -> SyncedMessage:
     """The message reduced to what cannot fail to store, with the reason; its raw bytes are kept
     (encrypted) because it now has a parse error, so nothing is lost."""
@@ -202,7 +197,7 @@ async def store_messages(
                 _encrypt(keyring, "emails", "body_text_enc", email_id, parsed.text_body),
                 parsed.snippet or gmail.snippet, sorted(gmail.label_ids), bool(parsed.attachments),
                 contacts.get(counterpart.email.lower()) if counterpart else None,
-                _utc(parsed.date) or internal_date if sent else _utc(parsed.date),
+                parsed.date or internal_date if sent else parsed.date,  # parse_message gives UTC
                 None if sent else internal_date,
                 internal_date, parsed.raw_size, raw_enc, parsed.parse_errors, generation,
                 (parsed.text_body or parsed.snippet or "")[:_SEARCH_TEXT_LIMIT],
