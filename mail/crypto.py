@@ -39,7 +39,9 @@ from pathlib import Path
 
 import msgspec
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mail.config import data_dir
 from mail.errors import ConfigError, CryptoError
@@ -100,19 +102,22 @@ def _check_key_id(key_id: int, where: str) -> None:
 class Keyring:
     """Key-encryption keys by id: the highest id encrypts, every key decrypts."""
 
-    __slots__ = ("_keks", "newest_id")
+    __slots__ = ("_keks", "_raw_keys", "newest_id")
 
     def __init__(self, keys: Mapping[int, bytes]) -> None:
         if not keys:
             raise ConfigError("keyring: at least one key is needed")
         keks: dict[int, AESGCM] = {}
+        raw_keys: dict[int, bytes] = {}
         for key_id, key in keys.items():
             _check_key_id(key_id, "keyring")
             if len(key) != KEY_BYTES:
                 # The length only: never echo key material.
                 raise ConfigError(f"keyring: key {key_id}: expected {KEY_BYTES} bytes, got {len(key)}")
             keks[key_id] = AESGCM(key)
+            raw_keys[key_id] = bytes(key)
         self._keks = keks
+        self._raw_keys = raw_keys  # for derive_key only; never logged or shown
         self.newest_id: int = max(keks)
 
     @classmethod
@@ -148,6 +153,20 @@ class Keyring:
 
     def __repr__(self) -> str:
         return f"Keyring(key_ids={list(self.key_ids)}, newest_id={self.newest_id})"
+
+    def derive_key(self, key_id: int, info: bytes, length: int = 32) -> bytes:
+        """A key for another purpose, derived from key `key_id` with HKDF-SHA256 (no salt).
+
+        Distinct `info` strings give independent keys, so the keyring's keys are never used
+        directly outside envelope encryption.
+        """
+        raw_key = self._raw_keys.get(key_id)
+        if raw_key is None:
+            raise CryptoError(
+                f"cannot derive from key {key_id}, which is not in the keyring "
+                f"(known key ids: {', '.join(map(str, self.key_ids))})"
+            )
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(raw_key)
 
     def encrypt(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
         """Encrypt under a fresh data key wrapped by the newest key; `context` must match on decrypt."""

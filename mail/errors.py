@@ -4,6 +4,7 @@
      +-- ConfigError                settings that cannot be used (bad type, unknown key, missing key)
      +-- ValidationError            input that breaks a rule; `field` names the culprit
      +-- NotFound                   the resource does not exist, or the caller may not know it does
+     |    +-- InvalidToken          a tracking token that is malformed, forged or altered
      +-- Unauthorized               no credentials, or credentials that do not check out
      +-- Forbidden                  authenticated, but not allowed to do this
      +-- Conflict                   the request clashes with the current state
@@ -45,6 +46,13 @@ class ValidationError(MailrayError):
 
 class NotFound(MailrayError):
     code = "not_found"
+
+
+class InvalidToken(NotFound):
+    """A tracking token that is malformed, forged or altered: to its sender, no such link (404).
+
+    Its code stays `not_found`, so a forged link reads like any link that does not exist.
+    """
 
 
 class Unauthorized(MailrayError):

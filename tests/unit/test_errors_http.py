@@ -18,6 +18,7 @@ from mail.errors import (
     CryptoError,
     Forbidden,
     HistoryExpired,
+    InvalidToken,
     MailrayError,
     NotFound,
     ProviderError,
@@ -35,6 +36,7 @@ EXPECTED_STATUS: dict[type[MailrayError], int] = {
     ValidationError: 422,
     Unauthorized: 401,
     Forbidden: 403,
+    InvalidToken: 404,
     NotFound: 404,
     Conflict: 409,
     QuotaExceeded: 429,
@@ -123,8 +125,10 @@ def test_validation_error_without_field_has_no_field_key() -> None:
 
 
 def test_error_codes_are_distinct() -> None:
-    codes = [cls.code for cls in EXPECTED_STATUS]
+    # InvalidToken answers like any missing resource on purpose: a forged link learns nothing.
+    codes = [cls.code for cls in EXPECTED_STATUS if cls is not InvalidToken]
     assert len(set(codes)) == len(codes)
+    assert InvalidToken.code == NotFound.code
 
 
 @pytest.mark.parametrize(

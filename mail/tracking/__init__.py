@@ -1,0 +1,1 @@
+"""Tracking: signed tokens, instrumented HTML, durable event intake, classification, analytics."""
