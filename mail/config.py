@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -188,6 +189,22 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             "settings: security.api_key_prefix (MAILRAY_SECURITY__API_KEY_PREFIX): expected 1 to 16 "
             f"lowercase letters and digits, starting with a letter, got {settings.security.api_key_prefix!r}"
+        )
+    _check_tracking(settings)
+
+
+def _check_tracking(settings: Settings) -> None:
+    base = settings.tracking.base_url
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            "settings: tracking.base_url (MAILRAY_TRACKING__BASE_URL): expected an http(s) URL such as "
+            f"https://t.example.com, got {base!r}"
+        )
+    if settings.tracking.writer_batch < 1:
+        raise ConfigError(
+            "settings: tracking.writer_batch (MAILRAY_TRACKING__WRITER_BATCH): expected at least 1, "
+            f"got {settings.tracking.writer_batch}"
         )
 
 

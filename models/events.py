@@ -30,7 +30,35 @@ class EmailReceived(msgspec.Struct, frozen=True, kw_only=True, tag="email.receiv
     data: EmailReceivedData
 
 
-Event = EmailReceived
+class EngagementData(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    email_id: int
+    campaign_id: UUID | None
+    occurred_at: datetime
+    is_machine: bool
+    machine_reason: str | None
+    device: str
+    client: str
+    link_url: str | None = None
+
+
+class EmailOpened(msgspec.Struct, frozen=True, kw_only=True, tag="email.opened", tag_field="event"):
+    workspace_id: UUID = msgspec.field(name="workspaceId")
+    data: EngagementData
+
+
+class EmailClicked(msgspec.Struct, frozen=True, kw_only=True, tag="email.clicked", tag_field="event"):
+    workspace_id: UUID = msgspec.field(name="workspaceId")
+    data: EngagementData
+
+
+class EmailUnsubscribed(
+    msgspec.Struct, frozen=True, kw_only=True, tag="email.unsubscribed", tag_field="event"
+):
+    workspace_id: UUID = msgspec.field(name="workspaceId")
+    data: EngagementData
+
+
+Event = EmailReceived | EmailOpened | EmailClicked | EmailUnsubscribed
 
 event_encoder = msgspec.json.Encoder()
 event_decoder = msgspec.json.Decoder(Event)

@@ -107,6 +107,18 @@ class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_backoff_s: float = 300.0
 
 
+class TrackingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Where recipients' mail clients reach the tracking endpoints (/t/o, /t/c, /u): the public
+    # address of the ingress, http(s), without a trailing path.
+    base_url: str = "http://127.0.0.1:8000"
+    # Events the writer stores per transaction (it reads stream entries until it has this many).
+    writer_batch: int = 2000
+    # A click this soon after the email was sent is a link scanner's, not the recipient's.
+    scanner_window_s: float = 10.0
+    # Clicked links' targets cached in Redis (the endpoint then needs no Postgres round trip).
+    link_cache_ttl_s: int = 7 * 24 * 3600
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -116,3 +128,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     serve: ServeSettings = msgspec.field(default_factory=ServeSettings)
     gmail: GmailSettings = msgspec.field(default_factory=GmailSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+    tracking: TrackingSettings = msgspec.field(default_factory=TrackingSettings)

@@ -11,6 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_session(database_url: str, redis_url: str) -> Iterator[None]:
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     import ray
 
     ray.init(
@@ -23,6 +24,7 @@ def ray_session(database_url: str, redis_url: str) -> Iterator[None]:
                 "MAILRAY_DATABASE__URL": database_url,
                 "MAILRAY_REDIS__URL": redis_url,
                 "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             }
         },
     )

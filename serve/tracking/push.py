@@ -1,4 +1,4 @@
-"""Routes of the tracking deployment. Gmail push: `POST /push/gmail`.
+"""The Gmail push webhook, `POST /push/gmail`, on a deployment of its own (low traffic, FastAPI).
 
 A push only says "something changed in this mailbox": the account's actor is woken and reads
 history from its stored cursor, so a lost, repeated or reordered push costs nothing but latency.
@@ -20,8 +20,8 @@ from serve.errors import install_error_handlers
 log = logging.getLogger(__name__)
 
 
-def create_tracking_app(services_factory: ServicesFactory) -> FastAPI:
-    app = FastAPI(title="mailray tracking", docs_url=None, redoc_url=None, openapi_url=None)
+def create_push_app(services_factory: ServicesFactory) -> FastAPI:
+    app = FastAPI(title="mailray push", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = ServicesHolder(services_factory)
     install_error_handlers(app)
     verifiers: dict[str, PushVerifier] = {}

@@ -20,7 +20,7 @@ from mail.gmail.account_client import open_account_client
 from mail.services import Services
 from mail.sync.engine import SyncEngine
 from serve.api.app import create_app
-from serve.tracking.app import create_tracking_app
+from serve.tracking.push import create_push_app
 from tests.sync_helpers import emulator_settings, open_test_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -75,7 +75,7 @@ async def setup(
             conn, f"Api {suffix}", owner_email=f"o-{suffix}@example.com"
         )
         key = await auth.create_api_key(conn, workspace.id, owner.id)
-    api_app, tracking_app = create_app(factory), create_tracking_app(factory)
+    api_app, tracking_app = create_app(factory), create_push_app(factory)
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=api_app), base_url=BASE) as api,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=tracking_app), base_url=BASE) as tracking,

@@ -1,0 +1,69 @@
+"""The EventWriter actor: one named, detached writer of tracking events, restarted by Ray.
+
+A restart loses nothing: what it had read and not acknowledged is pending for its consumer name
+in the stream's group, and it reads that first (mail.tracking.writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from mail.config import load_settings
+from mail.services import Services, open_services
+from mail.tracking.writer import EventWriter as Writer
+
+log = logging.getLogger(__name__)
+
+WRITER_NAME = "event-writer"
+_MAX_BACKOFF_S = 5.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class EventWriter:
+    def __init__(self) -> None:
+        self._services: Services | None = None
+        self._writer: Writer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _open(self) -> Writer:
+        if self._writer is None:
+            self._services = await open_services(load_settings())
+            self._writer = Writer(self._services)
+        return self._writer
+
+    async def ensure_running(self) -> bool:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return True
+
+    async def _loop(self) -> None:
+        writer = await self._open()
+        backoff = 0.1
+        while True:
+            try:
+                await writer.step(block_ms=1000)
+                backoff = 0.1
+            except Exception as error:  # Redis or Postgres away: wait, keep the entries pending
+                log.warning("event writer step failed (%s); retrying in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def totals(self) -> dict[str, Any]:
+        writer = await self._open()
+        return {field: getattr(writer.totals, field) for field in writer.totals.__struct_fields__}
+
+
+def start_event_writer(namespace: str, env: dict[str, str]) -> Any:
+    actor = EventWriter.options(  # type: ignore[attr-defined]
+        name=WRITER_NAME,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        runtime_env={"env_vars": env},
+    ).remote()
+    ray.get(actor.ensure_running.remote())
+    return actor
