@@ -81,8 +81,7 @@ MAX_USER_AGENT_LENGTH: Final = 1024
 class EventContext(msgspec.Struct, frozen=True, kw_only=True):
     """One tracking request as the writer saw it.
 
-    `occurred_at` and `sent_at` must both be timezone-aware (or both naive). `prior_events` is
-    carried for callers; no rule uses it yet.
+    `occurred_at` and `sent_at` must both be timezone-aware (or both naive).
     """
 
     kind: EventKind
@@ -92,7 +91,6 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     sent_at: datetime | None = None
     prior_clicks_same_second: int = 0
-    prior_events: int = 0
 
 
 class Classification(msgspec.Struct, frozen=True, kw_only=True):

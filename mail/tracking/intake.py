@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -135,7 +134,3 @@ class EventIntake:
 
 def spool_directory(data_dir: str) -> Path:
     return Path(data_dir).resolve() / "spool" / "tracking"
-
-
-def process_name() -> str:
-    return f"tracking-{os.uname().nodename}"

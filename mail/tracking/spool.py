@@ -34,10 +34,6 @@ class Spool:
         self._file: BinaryIO | None = None
         self._generation = 0
 
-    @property
-    def directory(self) -> Path:
-        return self._directory
-
     def _open(self) -> BinaryIO:
         if self._file is None:
             self._directory.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from mail import auth
 from mail.errors import ValidationError
 from mail.services import Services
 from models.tenancy import Principal, RequestContext
+from serve.forwarded import client_ip
 
 T = TypeVar("T")
 ServicesFactory = Callable[[], Awaitable[Services]]
@@ -56,13 +57,7 @@ async def decode_body(request: Request, body_type: type[T]) -> T:
 
 
 def request_context(request: Request) -> RequestContext:
-    # Behind HAProxy the client's address is the last X-Forwarded-For hop the proxy added.
-    forwarded = request.headers.get("x-forwarded-for")
-    ip = (
-        forwarded.rsplit(",", 1)[-1].strip()
-        if forwarded
-        else (request.client.host if request.client else None)
-    )
+    ip = client_ip(request.headers.get("x-forwarded-for"), request.client.host if request.client else None)
     return RequestContext(ip=ip, user_agent=request.headers.get("user-agent"))
 
 

@@ -25,6 +25,7 @@ from mail.services import Services
 from mail.tracking import registry
 from mail.tracking.intake import EventIntake
 from mail.tracking.tokens import TokenKind, TokenSigner, TrackingToken
+from serve.forwarded import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _client_ip(scope: Scope) -> str | None:
-    # Behind HAProxy the client is the last address the proxy appended to X-Forwarded-For.
-    forwarded = _header(scope, b"x-forwarded-for")
-    if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip() or None
     client = scope.get("client")
-    return str(client[0]) if client else None
+    return client_ip(_header(scope, b"x-forwarded-for"), str(client[0]) if client else None)
 
 
 def _event(intake: EventIntake, kind: Any, token: TrackingToken, scope: Scope, method: str) -> Any:
