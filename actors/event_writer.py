@@ -28,6 +28,9 @@ class EventWriter:
         self._services: Services | None = None
         self._writer: Writer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Ray reruns __init__ when it restarts the actor after a crash; nobody else would call
+        # ensure_running then, so the actor asks itself (the call runs once __init__ returns).
+        ray.get_runtime_context().current_actor.ensure_running.remote()
 
     async def _open(self) -> Writer:
         if self._writer is None:

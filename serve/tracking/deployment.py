@@ -28,24 +28,16 @@ def _intake(services: Services) -> EventIntake:
     return EventIntake.connect(services.settings.redis.url, spool_directory(str(data_dir(services.settings))))
 
 
-_endpoints: list[TrackingEndpoints] = []
-
-
 def _build_endpoints() -> TrackingEndpoints:
     """Run on the replica when it starts: one ASGI application per replica process."""
-    endpoints = TrackingEndpoints(_open_services, _intake)
-    _endpoints.append(endpoints)
-    return endpoints
+    return TrackingEndpoints(_open_services, _intake)
 
 
 @serve.deployment(name="Tracking")
 @serve.ingress(_build_endpoints)
 class Tracking:
-    async def check_health(self) -> None:
-        for endpoints in _endpoints:
-            services = endpoints.services
-            if services is not None:
-                await services.redis.ping()
+    """No Redis ping in a health check here: while Redis is away the replica still answers and
+    spools its events, and Serve must not restart it for that."""
 
 
 @serve.deployment(name="Unsubscribe")
