@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from actors.account_sync import AccountSync, actor_name
 from cluster.bootstrap import worker_env
 from cluster.emulators.gmail.admin_client import EmulatorAdmin
+from tests.fix_serve import free_port
 from tests.sync_helpers import (
     assert_store_equals_mailbox,
     connected_account,
@@ -37,17 +37,11 @@ NAMESPACE = "mailray-actor-tests"
 NUMBER_OF_MESSAGES = int(os.environ.get("ACTOR_TEST_MESSAGES", "3000"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def emulator_process() -> AsyncIterator[tuple[str, EmulatorAdmin]]:
     """The Gmail emulator in a process of its own, as in production: the test's event loop and
     Ray's driver threads must not delay its answers (that bunches requests into 429s)."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("mailray")), "emulator", "gmail", "--port", str(port),
          "--user", USER, "--generate", str(NUMBER_OF_MESSAGES), "--seed", "11", "--quota", "legacy"],
