@@ -17,7 +17,8 @@ from mail.tracking import registry
 from mail.tracking.intake import EventIntake
 from mail.tracking.records import TRACKING_STREAM
 from mail.tracking.tokens import TokenKind, TokenSigner, TrackingToken
-from mail.tracking.writer import DEAD_LETTER_STREAM
+from mail.tracking.writer import DEAD_LETTER_STREAM, EventWriter
+from models.tenancy import NewApiKey
 from serve.tracking.endpoints import TrackingEndpoints
 
 BASE = "http://t.mailray.test"
@@ -40,7 +41,18 @@ async def fresh_streams(services: Services) -> None:
     await services.redis.delete(TRACKING_STREAM, DEAD_LETTER_STREAM)
 
 
-async def make_workspace(database_url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
+async def drain(services: Services) -> int:
+    """Run an in-process writer until the stream is empty; return the events it stored."""
+    writer = EventWriter(services)
+    stored = 0
+    while True:
+        report = await writer.step(block_ms=50)
+        stored += report.stored
+        if report.entries == 0:
+            return stored
+
+
+async def make_workspace(database_url: str) -> tuple[uuid.UUID, uuid.UUID, NewApiKey]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         suffix = uuid.uuid4().hex[:8]
         workspace, owner = await auth.create_workspace(

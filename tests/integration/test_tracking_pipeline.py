@@ -15,11 +15,12 @@ from mail.tracking.intake import EventIntake
 from mail.tracking.records import TRACKING_STREAM, WRITER_GROUP
 from mail.tracking.spool import Spool
 from mail.tracking.tokens import TokenKind, TokenSigner, TrackingToken
-from mail.tracking.writer import EventWriter, ensure_group
+from mail.tracking.writer import ensure_group
 from serve.tracking.endpoints import GIF
 from tests.tracking_helpers import (
     LINKS,
     client_for,
+    drain,
     endpoints_for,
     fresh_streams,
     make_tracked_email,
@@ -40,16 +41,6 @@ async def services(database_url: str, redis_url: str, tmp_path: Path) -> Any:
     await fresh_streams(opened)
     yield opened
     await opened.close()
-
-
-async def drain(services: Services) -> int:
-    writer = EventWriter(services)
-    stored = 0
-    while True:
-        report = await writer.step(block_ms=50)
-        stored += report.stored
-        if report.entries == 0:
-            return stored
 
 
 async def rows(services: Services, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -174,12 +165,13 @@ async def test_writer_crash_redelivers_pending_entries_without_doubles(
     # A writer that read the entries and died before acknowledging them.
     await ensure_group(services.redis)
     read = await services.redis.xreadgroup(WRITER_GROUP, "writer", {TRACKING_STREAM: ">"}, count=100)
-    assert read
+    # RESP2, the client's protocol: [[stream, [(id, {field: value}), ...]]].
+    assert isinstance(read, list) and read
     # ...and one that stored them, committed, and died before acknowledging.
     from mail.tracking.records import ENTRY_FIELD, decode_batch
     from mail.tracking.store import store_events
 
-    entries = read[0][1] if isinstance(read, list) else next(iter(read.values()))[0]
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = read[0][1]
     events = [event for _, fields in entries for event in decode_batch(fields[ENTRY_FIELD])]
     async with services.pool.connection() as conn, conn.transaction():
         stored, _ = await store_events(conn, events)
