@@ -61,7 +61,8 @@ class EmailUnsubscribed(
 Event = EmailReceived | EmailOpened | EmailClicked | EmailUnsubscribed
 
 event_encoder = msgspec.json.Encoder()
-event_decoder = msgspec.json.Decoder(Event)
+# Annotated: `Event` is a union, which msgspec's stubs type as Decoder[Any] without it.
+event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
 def workspace_channel(workspace_id: UUID) -> str:
