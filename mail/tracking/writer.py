@@ -38,11 +38,16 @@ DEAD_LETTER_STREAM = TRACKING_STREAM + ":dead"
 
 class WriterReport(msgspec.Struct, kw_only=True):
     entries: int = 0
+    # The read returned as many entries as it asked for: more are probably waiting.
+    backlog: bool = False
     events: int = 0
     stored: int = 0
     duplicates: int = 0
     unknown_email: int = 0
     dead_letters: int = 0
+
+
+_COUNTS = [field for field in WriterReport.__struct_fields__ if field != "backlog"]
 
 
 async def ensure_group(client: redis.asyncio.Redis) -> None:
@@ -61,14 +66,25 @@ class EventWriter:
         self.totals = WriterReport()
 
     async def step(self, *, block_ms: int = 1000) -> WriterReport:
-        """Read up to `tracking.writer_batch` events' worth of entries, store them, acknowledge."""
+        """Read up to `tracking.writer_batch` events' worth of entries, store them, acknowledge.
+
+        When a step fails after Redis delivered entries (a read whose answer timed out, Postgres
+        away, the task cancelled), those entries stay pending for this consumer and a read of new
+        entries (">") would never return them: the next step reads the pending ones first."""
+        try:
+            return await self._step(block_ms)
+        except BaseException:
+            self._recovering = True
+            raise
+
+    async def _step(self, block_ms: int) -> WriterReport:
         client = self._services.redis
         await ensure_group(client)
-        limit = self._services.settings.tracking.writer_batch
+        count = max(1, self._services.settings.tracking.writer_batch // 50)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         if self._recovering:
             response = await client.xreadgroup(
-                WRITER_GROUP, self._consumer, {TRACKING_STREAM: "0"}, count=max(1, limit // 50)
+                WRITER_GROUP, self._consumer, {TRACKING_STREAM: "0"}, count=count
             )
             entries = _entries(response)
             if not entries:
@@ -78,11 +94,11 @@ class EventWriter:
                 WRITER_GROUP,
                 self._consumer,
                 {TRACKING_STREAM: ">"},
-                count=max(1, limit // 50),
+                count=count,
                 block=block_ms,
             )
             entries = _entries(response)
-        report = WriterReport(entries=len(entries))
+        report = WriterReport(entries=len(entries), backlog=len(entries) >= count)
         if not entries:
             return report
         events: list[RawEvent] = []
@@ -113,7 +129,7 @@ class EventWriter:
             pipe.xdel(TRACKING_STREAM, *ids)
             await pipe.execute()
         await _publish(client, stored)
-        for field in report.__struct_fields__:
+        for field in _COUNTS:
             setattr(self.totals, field, getattr(self.totals, field) + getattr(report, field))
         return report
 

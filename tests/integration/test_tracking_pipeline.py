@@ -4,10 +4,12 @@ redelivery after a writer crash."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from mail.services import Services
@@ -15,7 +17,7 @@ from mail.tracking.intake import EventIntake
 from mail.tracking.records import TRACKING_STREAM, WRITER_GROUP
 from mail.tracking.spool import Spool
 from mail.tracking.tokens import TokenKind, TokenSigner, TrackingToken
-from mail.tracking.writer import ensure_group
+from mail.tracking.writer import EventWriter, ensure_group
 from serve.tracking.endpoints import GIF
 from tests.tracking_helpers import (
     LINKS,
@@ -190,3 +192,35 @@ async def test_writer_crash_redelivers_pending_entries_without_doubles(
         services, "SELECT opens, clicks FROM email_engagement WHERE email_id = %s", email_id
     )
     assert engagement == [(4, 3)]
+
+
+async def test_a_step_that_fails_after_reading_leaves_nothing_behind_for_the_same_writer(
+    services: Services, tmp_path: Path
+) -> None:
+    """The entries a failed step had read are pending for this consumer; the same writer (no
+    restart) must store them on its next step, not read past them."""
+    workspace_id, _, _ = await make_workspace(services.settings.database.url or "")
+    email_id = await make_tracked_email(services, workspace_id)
+    paths = urls(TokenSigner.from_keyring(services.keyring), email_id)
+    app = endpoints_for(services, tmp_path / "spool")
+    async with client_for(app) as client:
+        for _ in range(3):
+            assert (await client.get(paths["open"], headers={"user-agent": BROWSER})).status_code == 200
+    await app.close()
+    writer = EventWriter(services)
+    locker = await psycopg.AsyncConnection.connect(services.settings.database.url or "")
+    async with locker, locker.transaction():
+        await locker.execute("LOCK TABLE tracking_events IN ACCESS EXCLUSIVE MODE")
+        stuck = asyncio.create_task(writer.step(block_ms=50))
+        await asyncio.sleep(0.5)  # it has read the entries and waits for the lock
+        assert not stuck.done()
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+    report = await writer.step(block_ms=50)
+    assert report.stored == 3
+    pending = await services.redis.xpending(TRACKING_STREAM, WRITER_GROUP)
+    assert pending["pending"] == 0
+    assert await rows(services, "SELECT count(*) FROM tracking_events WHERE email_id = %s", email_id) == [
+        (3,)
+    ]
