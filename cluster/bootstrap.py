@@ -173,6 +173,7 @@ def start_ray(settings: Settings) -> RayState:
         if settings.ray.num_gpus is not None:
             command += ["--num-gpus", str(settings.ray.num_gpus)]
         env = {**os.environ, **worker_env(settings), **serve_env(settings)}
+        env["RAY_worker_niceness"] = str(settings.ray.worker_niceness)
         env.pop("RAY_ADDRESS", None)
         # Token auth needs ~/.ray/auth_token; a fresh machine has none until one is generated.
         generated = subprocess.run(
@@ -203,6 +204,9 @@ def serve_env(settings: Settings) -> dict[str, str]:
     env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
     if settings.serve.haproxy_ingress:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        threads = settings.serve.haproxy_threads or max(1, (os.cpu_count() or 2) // 2)
+        env["RAY_SERVE_HAPROXY_NBTHREAD"] = str(threads)
+        env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] = "1" if settings.serve.ingress_request_metrics else "0"
     return env
 
 

@@ -169,16 +169,15 @@ _API_KEY_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
 def _check(settings: Settings) -> None:
     """Rules a type cannot say."""
     database = settings.database
-    if database.pool_min_size < 1:
-        raise ConfigError(
-            "settings: database.pool_min_size (MAILRAY_DATABASE__POOL_MIN_SIZE): expected at least 1, "
-            f"got {database.pool_min_size}"
-        )
+    _within("database.pool_min_size", database.pool_min_size, 1)
     if database.pool_max_size < database.pool_min_size:
         raise ConfigError(
             "settings: database.pool_max_size (MAILRAY_DATABASE__POOL_MAX_SIZE): expected at least "
             f"pool_min_size ({database.pool_min_size}), got {database.pool_max_size}"
         )
+    _within("ray.worker_niceness", settings.ray.worker_niceness, 0, 19)
+    if settings.serve.haproxy_threads is not None:
+        _within("serve.haproxy_threads", settings.serve.haproxy_threads, 1, 64)
     for key_id in settings.security.keys:
         # ASCII digits without leading zeros: "²" is no id, and "01" would be a second key 1.
         if not _KEY_ID.fullmatch(key_id):
@@ -201,11 +200,18 @@ def _check_tracking(settings: Settings) -> None:
             "settings: tracking.base_url (MAILRAY_TRACKING__BASE_URL): expected an http(s) URL such as "
             f"https://t.example.com, got {base!r}"
         )
-    if settings.tracking.writer_batch < 1:
-        raise ConfigError(
-            "settings: tracking.writer_batch (MAILRAY_TRACKING__WRITER_BATCH): expected at least 1, "
-            f"got {settings.tracking.writer_batch}"
-        )
+    _within("tracking.writer_batch", settings.tracking.writer_batch, 1)
+    _within("tracking.writer_niceness", settings.tracking.writer_niceness, 0, 19)
+    _within("tracking.writer_linger_ms", settings.tracking.writer_linger_ms, 0, 60_000)
+
+
+def _within(key: str, value: float, low: float, high: float | None = None) -> None:
+    """`key` (section.name) must lie in [low, high]; the error names the setting and its variable."""
+    if low <= value and (high is None or value <= high):
+        return
+    variable = "MAILRAY_" + key.upper().replace(".", "__")
+    expected = f"at least {low}" if high is None else f"{low} to {high}"
+    raise ConfigError(f"settings: {key} ({variable}): expected {expected}, got {value}")
 
 
 def data_dir(settings: Settings) -> Path:

@@ -312,6 +312,34 @@ def test_pool_max_size_must_not_be_below_min_size(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[ray]\nworker_niceness = -1\n", "ray.worker_niceness (MAILRAY_RAY__WORKER_NICENESS): expected 0 to 19, got -1"),
+        ("[ray]\nworker_niceness = 20\n", "ray.worker_niceness (MAILRAY_RAY__WORKER_NICENESS): expected 0 to 19, got 20"),
+        ("[serve]\nhaproxy_threads = 0\n", "serve.haproxy_threads (MAILRAY_SERVE__HAPROXY_THREADS): expected 1 to 64, got 0"),
+        ("[tracking]\nwriter_niceness = 25\n", "tracking.writer_niceness (MAILRAY_TRACKING__WRITER_NICENESS): expected 0 to 19, got 25"),
+        ("[tracking]\nwriter_linger_ms = -5\n", "tracking.writer_linger_ms (MAILRAY_TRACKING__WRITER_LINGER_MS): expected 0 to 60000, got -5"),
+        ("[tracking]\nwriter_batch = 0\n", "tracking.writer_batch (MAILRAY_TRACKING__WRITER_BATCH): expected at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_numbers_out_of_range_are_named_with_their_variable(tmp_path: Path, toml: str, message: str) -> None:
+    assert _error(tmp_path, toml) == f"settings: {message}"
+
+
+def test_the_ingress_tuning_reaches_ray_and_serve(tmp_path: Path) -> None:
+    from cluster.bootstrap import serve_env
+
+    default = serve_env(_load(tmp_path, ""))
+    assert default["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
+    assert int(default["RAY_SERVE_HAPROXY_NBTHREAD"]) >= 1
+    tuned = serve_env(_load(tmp_path, "[serve]\nhaproxy_threads = 3\ningress_request_metrics = true\n"))
+    assert (tuned["RAY_SERVE_HAPROXY_NBTHREAD"], tuned["RAY_SERVE_HAPROXY_METRICS_ENABLED"]) == ("3", "1")
+    assert "RAY_SERVE_HAPROXY_NBTHREAD" not in serve_env(
+        _load(tmp_path, "[serve]\nhaproxy_ingress = false\n")
+    )
+
+
 def test_equal_pool_sizes_are_fine(tmp_path: Path) -> None:
     settings = _load(tmp_path, "[database]\npool_min_size = 4\npool_max_size = 4\n")
     assert (settings.database.pool_min_size, settings.database.pool_max_size) == (4, 4)
