@@ -7,10 +7,12 @@ same Redis stream (mail.tracking.records.TRACKING_STREAM):
 - bare: one aiohttp process; its handler does one XADD per request (no token check);
 - serve: `mailray`'s stack as `mailray up` starts it (Ray head, Serve with HAProxy ingress,
   configs/serve.yaml), the Tracking deployment verifying the signed token and recording the
-  event through mail.tracking.intake (batched XADDs, spool fallback) before answering.
-Each is loaded to saturation (wrk, `--connections` connections), then at half the Serve rate
-(wrk with a per-connection delay) for its latency percentiles. Prints JSON lines: both rates,
-the ratio, and the latencies. Needs wrk (`apt-get install wrk`), Postgres and Redis
+  event through mail.tracking.intake (batched XADDs, spool fallback) before answering; its
+  token names a real tracked email, so the EventWriter stores and aggregates every event.
+Each is loaded to saturation (wrk, `--connections` connections), then the stack at half its
+rate (wrk with a per-connection pause, calibrated) for its latency percentiles. Prints JSON
+lines: both rates, the ratio, the latencies, and how long the writer took to store the backlog
+the burst left in the stream. Needs wrk (`apt-get install wrk`), Postgres and Redis
 (MAILRAY_DATABASE__URL / MAILRAY_REDIS__URL, default this machine's).
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("MAILRAY_DATABASE__URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MAILRAY_REDIS__URL", "redis://127.0.0.1:6379/0")
+STREAM = "mailray:stream:tracking"  # mail.tracking.records.TRACKING_STREAM
 
 BARE_SERVER = textwrap.dedent(
     """
@@ -52,6 +55,31 @@ BARE_SERVER = textwrap.dedent(
     app = web.Application()
     app.router.add_get("/t/o/{token}", pixel)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    """
+)
+
+# A workspace with one tracked email, and its open token: the writer does its whole work for each
+# event (store, classify, aggregate), as it would for a campaign's.
+TRACKED_EMAIL = textwrap.dedent(
+    """
+    import asyncio, uuid
+    import psycopg
+    from mail import auth
+    from mail.config import load_settings
+    from mail.crypto import load_keyring
+    from mail.tracking import registry
+    from mail.tracking.tokens import TokenKind, TokenSigner, TrackingToken
+    async def main():
+        settings = load_settings()
+        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
+            suffix = uuid.uuid4().hex[:8]
+            workspace, _ = await auth.create_workspace(conn, f"bench {suffix}", owner_email=f"b-{suffix}@example.com")
+            async with conn.transaction():
+                email_id = await registry.create_tracked_email(conn, registry.NewTrackedEmail(
+                    workspace_id=workspace.id, recipient_email="reader@example.com", subject="bench"))
+        signer = TokenSigner.from_keyring(load_keyring(settings))
+        print(signer.sign(TrackingToken(kind=TokenKind.OPEN, email_id=email_id)))
+    asyncio.run(main())
     """
 )
 
@@ -119,10 +147,37 @@ def wrk(url: str, *, duration: int, connections: int, delay_ms: float | None = N
     }
 
 
+def paced_delay_ms(url: str, connections: int, target: float) -> float:
+    """The per-connection pause that makes `connections` closed-loop connections offer `target`
+    requests/s: each makes 1000 / (pause + latency) requests/s, so measure the latency at a first
+    guess of the pause and take it off."""
+    guess = connections / target * 1000
+    trial = wrk(url, duration=3, connections=connections, delay_ms=guess)
+    latency_ms = max(0.0, connections / trial["requests_per_s"] * 1000 - guess)
+    return float(max(1.0, guess - latency_ms))
+
+
 def stream_length() -> int:
     import redis
 
-    return int(redis.Redis.from_url(REDIS_URL).xlen("mailray:stream:tracking"))
+    return int(redis.Redis.from_url(REDIS_URL).xlen(STREAM))
+
+
+def drop_stream() -> None:
+    """The bare server's entries name no tracked email: not the stack writer's work to measure."""
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).delete(STREAM)
+
+
+def seconds_to_drain(timeout_s: float = 120.0) -> float | None:
+    """How long the EventWriter takes to store what the stream still holds (None: not in time)."""
+    started = time.monotonic()
+    while stream_length() > 0:
+        if time.monotonic() - started > timeout_s:
+            return None
+        time.sleep(0.1)
+    return round(time.monotonic() - started, 1)
 
 
 def bench_bare(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,12 +202,8 @@ def start_stack(data_dir: Path) -> tuple[dict[str, str], str]:
     }
     subprocess.run([str(ROOT / ".venv/bin/mailray"), "up"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    token = subprocess.run(
-        [sys.executable, "-c", "from mail.config import load_settings; from mail.crypto import load_keyring;"
-         "from mail.tracking.tokens import *; s = load_settings();"
-         "print(TokenSigner.from_keyring(load_keyring(s)).sign(TrackingToken(kind=TokenKind.OPEN, email_id=1)))"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+    token = subprocess.run([sys.executable, "-c", TRACKED_EMAIL], cwd=ROOT, env=env, check=True,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     return env, token
 
 
@@ -165,26 +216,26 @@ def main() -> None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     bare = bench_bare(args)
     emit("bare_aiohttp_xadd_saturated", connections=args.connections, **bare)
+    drop_stream()
     with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
         env, token = start_stack(Path(data_dir))
         try:
             url = f"http://127.0.0.1:8000/t/o/{token}.gif"
             wait_http(url)
             wrk(url, duration=3, connections=args.connections)  # warm-up
-            before = stream_length()
             serve = wrk(url, duration=args.duration, connections=args.connections)
             emit("serve_pixel_saturated", connections=args.connections, **serve,
                  fraction_of_bare=round(serve["requests_per_s"] / bare["requests_per_s"], 3),
-                 stream_entries_added=stream_length() - before)  # fmt: skip
+                 writer_backlog_entries=stream_length(), writer_drained_after_s=seconds_to_drain())  # fmt: skip
             half = serve["requests_per_s"] / 2
             connections = 32
-            paced = wrk(
-                url, duration=args.duration, connections=connections, delay_ms=connections / half * 1000
-            )
+            delay_ms = paced_delay_ms(url, connections, half)
+            paced = wrk(url, duration=args.duration, connections=connections, delay_ms=delay_ms)
             emit(
                 "serve_pixel_half_load",
                 target_requests_per_s=round(half, 1),
                 connections=connections,
+                delay_ms=round(delay_ms, 2),
                 **paced,
             )
         finally:
