@@ -1,0 +1,1 @@
+"""Campaigns: recipients, content, sending, A/B decisions."""
