@@ -190,6 +190,17 @@ def _check(settings: Settings) -> None:
             f"lowercase letters and digits, starting with a letter, got {settings.security.api_key_prefix!r}"
         )
     _check_tracking(settings)
+    _check_sending(settings)
+
+
+def _check_sending(settings: Settings) -> None:
+    sending = settings.sending
+    _within("sending.global_rate_per_s", sending.global_rate_per_s, 0.001)
+    _within("sending.per_domain_rate_per_s", sending.per_domain_rate_per_s, 0.001)
+    _within("sending.claim_batch", sending.claim_batch, 1, 10_000)
+    _within("sending.lease_s", sending.lease_s, 1)
+    _within("sending.max_attempts", sending.max_attempts, 1, 100)
+    _within("sending.retry_base_s", sending.retry_base_s, 0)
 
 
 def _check_tracking(settings: Settings) -> None:

@@ -137,6 +137,24 @@ class TrackingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     writer_linger_ms: int = 200
 
 
+class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Shared token buckets (Redis): every sender of every node takes from the same ones.
+    global_rate_per_s: float = 200.0
+    per_domain_rate_per_s: float = 50.0
+    # Outbox rows one sender claims at a time.
+    claim_batch: int = 50
+    # A row claimed longer ago than this by a sender that did not finish it is taken back.
+    lease_s: float = 120.0
+    # Transient failures (4xx, dropped connections) are retried this often, backing off
+    # exponentially from retry_base_s with full jitter, then recorded as failed.
+    max_attempts: int = 5
+    retry_base_s: float = 30.0
+    # A taken-back row may or may not have been delivered (the sender died between the server's
+    # 250 and recording it). Where the transport can tell, it is asked; where it cannot:
+    # "resend" (at least once) or "skip" (at most once: recorded as failed, uncertain).
+    uncertain: Literal["resend", "skip"] = "resend"
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -147,3 +165,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     gmail: GmailSettings = msgspec.field(default_factory=GmailSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     tracking: TrackingSettings = msgspec.field(default_factory=TrackingSettings)
+    sending: SendingSettings = msgspec.field(default_factory=SendingSettings)

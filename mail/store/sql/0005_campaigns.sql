@@ -19,3 +19,7 @@ CREATE INDEX tracked_emails_recipient ON tracked_emails (workspace_id, lower(rec
 ALTER TABLE campaign_recipients DROP CONSTRAINT campaign_recipients_state_check;
 ALTER TABLE campaign_recipients ADD CONSTRAINT campaign_recipients_state_check
     CHECK (state IN ('held', 'queued', 'sending', 'sent', 'failed', 'bounced', 'suppressed', 'cancelled'));
+
+-- A row taken back from a sender that died while it was sending: it may have been delivered.
+ALTER TABLE campaign_recipients ADD COLUMN uncertain boolean NOT NULL DEFAULT false;
+CREATE INDEX campaign_recipients_claimed ON campaign_recipients (claimed_at) WHERE state = 'sending';

@@ -1,0 +1,1 @@
+"""Sending campaigns: the outbox, transports, and the sender loop."""

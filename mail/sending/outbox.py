@@ -1,0 +1,156 @@
+"""The outbox: `campaign_recipients` rows, claimed by senders and moved through their states.
+
+    held ──(A/B decision)──> queued ──claim──> sending ──> sent | failed | bounced | suppressed
+                               ^                  │
+                               └── retry (4xx) ───┤
+                               └── take back (the sender's lease ran out: uncertain) ─┘
+
+Claiming is one UPDATE over `FOR UPDATE SKIP LOCKED` rows of campaigns that are sending, so any
+number of senders share the outbox and no row is claimed twice. An address suppressed after the
+outbox was written is caught at claim time and recorded as `suppressed`, never sent.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+Conn = Any
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    campaign_id: UUID
+    workspace_id: UUID
+    variant_id: UUID | None
+    contact_id: UUID | None
+    email: str
+    attempts: int
+    uncertain: bool
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT r.id FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id
+    WHERE r.state = 'queued' AND r.send_after <= now() AND c.status = 'sending'
+    ORDER BY r.send_after, r.id LIMIT %(limit)s
+    FOR UPDATE OF r SKIP LOCKED
+), ruled_out AS (
+    UPDATE campaign_recipients r SET state = 'suppressed', updated_at = now(),
+        last_error = 'suppressed after the campaign started'
+    FROM due WHERE r.id = due.id AND EXISTS (
+        SELECT 1 FROM suppressions s WHERE s.workspace_id = r.workspace_id AND s.email = lower(r.email))
+    RETURNING r.id
+)
+UPDATE campaign_recipients r SET state = 'sending', claimed_by = %(sender)s, claimed_at = now(),
+    attempts = r.attempts + 1, updated_at = now()
+FROM due WHERE r.id = due.id AND r.id NOT IN (SELECT id FROM ruled_out)
+RETURNING r.id, r.campaign_id, r.workspace_id, r.variant_id, r.contact_id, r.email, r.attempts, r.uncertain
+"""
+
+
+async def claim(conn: Conn, sender: str, limit: int) -> list[Claimed]:
+    """Claim up to `limit` due rows for `sender` (committed by the caller's transaction)."""
+    cursor = await conn.execute(_CLAIM, {"limit": limit, "sender": sender})
+    return [
+        Claimed(id=r[0], campaign_id=r[1], workspace_id=r[2], variant_id=r[3], contact_id=r[4], email=r[5],
+                attempts=r[6], uncertain=r[7])
+        for r in await cursor.fetchall()
+    ]  # fmt: skip
+
+
+async def mark_sent(
+    conn: Conn, row_id: int, sender: str, message_id: str, provider_message_id: str | None
+) -> bool:
+    """Record the server's acceptance; False when the row is no longer this sender's (taken back)."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = %s, provider_message_id = %s, "
+        "uncertain = false, last_error = NULL, updated_at = now() "
+        "WHERE id = %s AND state = 'sending' AND claimed_by = %s",
+        (message_id, provider_message_id, row_id, sender),
+    )
+    return bool(cursor.rowcount)
+
+
+def backoff_s(attempts: int, base_s: float) -> float:
+    """Full jitter: uniform in [0, base * 2^(attempts-1)] (jitter guards nothing: not crypto)."""
+    return random.uniform(0, base_s * 2 ** max(0, attempts - 1))  # noqa: S311
+
+
+async def mark_retry(conn: Conn, row_id: int, sender: str, error: str, delay_s: float) -> None:
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', send_after = now() + make_interval(secs => %s), "
+        "last_error = %s, claimed_by = NULL, updated_at = now() WHERE id = %s AND claimed_by = %s",
+        (delay_s, error[:1000], row_id, sender),
+    )
+
+
+async def mark_final(conn: Conn, row_id: int, sender: str, state: str, error: str) -> None:
+    """failed (permanent error, attempts spent, uncertain skipped) or bounced (5xx at RCPT)."""
+    assert state in ("failed", "bounced", "suppressed")
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = %s, last_error = %s, updated_at = now() "
+        "WHERE id = %s AND claimed_by = %s",
+        (state, error[:1000], row_id, sender),
+    )
+
+
+async def take_back(conn: Conn, lease_s: float) -> int:
+    """Rows whose sender held them past the lease (it died, or hangs) go back to the queue,
+    flagged uncertain: the next sender asks the transport before sending again."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', uncertain = true, claimed_by = NULL, updated_at = now() "
+        "WHERE state = 'sending' AND claimed_at < now() - make_interval(secs => %s)",
+        (lease_s,),
+    )
+    return int(cursor.rowcount)
+
+
+async def release(conn: Conn, sender: str) -> int:
+    """A sender stopping in order gives back what it claimed and did not start (not uncertain)."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', claimed_by = NULL, attempts = attempts - 1, "
+        "updated_at = now() WHERE state = 'sending' AND claimed_by = %s",
+        (sender,),
+    )
+    return int(cursor.rowcount)
+
+
+async def finish_campaigns(conn: Conn) -> list[UUID]:
+    """Sending campaigns with nothing left to send become sent."""
+    cursor = await conn.execute(
+        "UPDATE campaigns c SET status = 'sent', sending_completed_at = now(), updated_at = now() "
+        "WHERE c.status = 'sending' AND NOT EXISTS (SELECT 1 FROM campaign_recipients r "
+        "WHERE r.campaign_id = c.id AND r.state IN ('held', 'queued', 'sending')) RETURNING c.id"
+    )
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def refresh_counts(conn: Conn, campaign_ids: set[UUID]) -> None:
+    """campaigns.sent_count and variants' from the outbox (once per batch, not per message: one
+    hot campaign row updated by every sender would serialize them)."""
+    for campaign_id in sorted(campaign_ids):
+        await conn.execute(
+            "UPDATE campaigns SET sent_count = (SELECT count(*) FROM campaign_recipients "
+            "WHERE campaign_id = %s AND state = 'sent') WHERE id = %s",
+            (campaign_id, campaign_id),
+        )
+        await conn.execute(
+            "UPDATE campaign_variants v SET sent_count = (SELECT count(*) FROM campaign_recipients r "
+            "WHERE r.campaign_id = v.campaign_id AND r.variant_id = v.id AND r.state = 'sent') "
+            "WHERE v.campaign_id = %s",
+            (campaign_id,),
+        )
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    cursor = await conn.execute(
+        "SELECT min(r.send_after) FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id "
+        "WHERE r.state = 'queued' AND c.status = 'sending'"
+    )
+    row = await cursor.fetchone()
+    return row[0] if row else None

@@ -1,0 +1,125 @@
+"""The outbox on real Postgres: concurrent claimers never share a row, suppression is honoured
+at claim time, a dead sender's rows come back uncertain, retries back off, campaigns finish."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from mail import auth, contacts
+from mail.campaigns import repository
+from mail.sending import outbox
+from models.campaigns import CampaignInput, ContactInput
+from models.tenancy import Principal
+
+pytestmark = [pytest.mark.integration, pytest.mark.storage]
+
+Conn = psycopg.AsyncConnection[Any]
+RECIPIENTS = 300
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[Conn]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+async def _sending_campaign(conn: Conn, recipients: int = RECIPIENTS) -> tuple[Principal, uuid.UUID]:
+    suffix = uuid.uuid4().hex[:8]
+    workspace, user = await auth.create_workspace(
+        conn, f"Outbox {suffix}", owner_email=f"o-{suffix}@example.com"
+    )
+    owner = Principal(workspace_id=workspace.id, user_id=user.id, role="owner")
+    await conn.execute(
+        "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
+        "VALUES (%s, %s, 'news@outbox.test', 'smtp', 'synced')",
+        (workspace.id, user.id),
+    )
+    for index in range(recipients):
+        await contacts.upsert_contact(conn, workspace.id, ContactInput(email=f"r{index:04}@example.com"))
+    campaign = await repository.create_campaign(
+        conn, owner,
+        CampaignInput(name="Outbox", subject="Hi", from_name="Us", from_email="news@outbox.test", body_text="Hi"),
+    )  # fmt: skip
+    await repository.send_now(conn, owner, campaign.id)
+    return owner, campaign.id
+
+
+async def _states(conn: Conn, campaign_id: uuid.UUID) -> dict[str, int]:
+    cursor = await conn.execute(
+        "SELECT state, count(*) FROM campaign_recipients WHERE campaign_id = %s GROUP BY state",
+        (campaign_id,),
+    )
+    return {state: count for state, count in await cursor.fetchall()}
+
+
+async def test_concurrent_claimers_never_share_a_row(conn: Conn, database_url: str) -> None:
+    _, campaign_id = await _sending_campaign(conn)
+
+    async def claimer(name: str) -> list[int]:
+        got: list[int] = []
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as own:
+            while True:
+                rows = await outbox.claim(own, name, 7)
+                rows = [row for row in rows if row.campaign_id == campaign_id]
+                if not rows:
+                    return got
+                got += [row.id for row in rows]
+
+    claimed = await asyncio.gather(*(claimer(f"sender-{n}") for n in range(4)))
+    every = [row_id for rows in claimed for row_id in rows]
+    assert len(every) == len(set(every)) == RECIPIENTS
+    assert all(rows for rows in claimed)  # the work was shared
+    assert await _states(conn, campaign_id) == {"sending": RECIPIENTS}
+
+
+async def test_suppressed_after_start_is_never_claimed(conn: Conn) -> None:
+    owner, campaign_id = await _sending_campaign(conn, recipients=5)
+    await conn.execute(
+        "INSERT INTO suppressions (workspace_id, email, reason) VALUES (%s, 'r0002@example.com', 'unsubscribe')",
+        (owner.workspace_id,),
+    )
+    rows = [row for row in await outbox.claim(conn, "s", 100) if row.campaign_id == campaign_id]
+    assert sorted(row.email for row in rows) == [f"r{i:04}@example.com" for i in (0, 1, 3, 4)]
+    assert await _states(conn, campaign_id) == {"sending": 4, "suppressed": 1}
+
+
+async def test_a_dead_senders_rows_come_back_uncertain_and_the_campaign_finishes(conn: Conn) -> None:
+    _, campaign_id = await _sending_campaign(conn, recipients=6)
+    rows = [row for row in await outbox.claim(conn, "dead", 100) if row.campaign_id == campaign_id]
+    assert len(rows) == 6
+    assert await outbox.mark_sent(conn, rows[0].id, "dead", "<m0@x>", None)
+    await conn.execute(
+        "UPDATE campaign_recipients SET claimed_at = now() - interval '10 minutes' WHERE campaign_id = %s",
+        (campaign_id,),
+    )
+    assert await outbox.take_back(conn, lease_s=60) == 5
+    again = [row for row in await outbox.claim(conn, "alive", 100) if row.campaign_id == campaign_id]
+    assert len(again) == 5 and all(row.uncertain and row.attempts == 2 for row in again)
+    # The dead sender's late report does not overwrite the new owner's claim.
+    assert not await outbox.mark_sent(conn, again[0].id, "dead", "<late@x>", None)
+    await outbox.mark_retry(conn, again[0].id, "alive", "451 4.3.0 busy", delay_s=3600)
+    await outbox.mark_final(conn, again[1].id, "alive", "bounced", "550 5.1.1 user unknown")
+    for row in again[2:]:
+        assert await outbox.mark_sent(conn, row.id, "alive", f"<m{row.id}@x>", None)
+    assert campaign_id not in await outbox.finish_campaigns(conn)  # one is still queued (retry)
+    await conn.execute("UPDATE campaign_recipients SET send_after = now() WHERE id = %s", (again[0].id,))
+    retried = [row for row in await outbox.claim(conn, "alive", 100) if row.campaign_id == campaign_id]
+    assert [row.id for row in retried] == [again[0].id]
+    await outbox.mark_sent(conn, again[0].id, "alive", "<m@x>", None)
+    assert campaign_id in await outbox.finish_campaigns(conn)
+    await outbox.refresh_counts(conn, {campaign_id})
+    cursor = await conn.execute("SELECT status, sent_count FROM campaigns WHERE id = %s", (campaign_id,))
+    assert await cursor.fetchone() == ("sent", 5)
+    assert await _states(conn, campaign_id) == {"sent": 5, "bounced": 1}
+
+
+def test_backoff_grows_and_stays_within_its_cap() -> None:
+    for attempts in range(1, 8):
+        for _ in range(50):
+            assert 0 <= outbox.backoff_s(attempts, 30) <= 30 * 2 ** (attempts - 1)
