@@ -1,0 +1,159 @@
+"""Providers behind one interface: SMTP (aiosmtplib, connections reused) and the Gmail API.
+
+`send` answers with an Outcome instead of raising for what a provider says about a recipient:
+accepted, rejected for good (5xx: bounced), refused for now (4xx, 421, a dropped connection:
+retry), or unknown (the connection broke after the message was handed over: it may have been
+delivered). `delivered(message_id)` asks the provider whether a message with that Message-ID
+went out, where it can tell (Gmail: a search of the sent mail by rfc822msgid); None where it
+cannot (plain SMTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Literal, Protocol
+
+import aiosmtplib
+import msgspec
+
+from mail.errors import MailrayError, TransientError
+from mail.gmail.client import GmailClient
+
+Verdict = Literal["accepted", "bounced", "retry", "unknown"]
+_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    verdict: Verdict
+    code: int | None = None
+    status: str | None = None  # the enhanced status code (RFC 3463), when the reply had one
+    message: str = ""
+    provider_message_id: str | None = None
+
+    def describe(self) -> str:
+        return " ".join(part for part in (str(self.code or ""), self.status or "", self.message) if part)[
+            :1000
+        ]
+
+
+class Transport(Protocol):
+    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome: ...
+
+    async def delivered(self, message_id: str) -> bool | None: ...
+
+    async def close(self) -> None: ...
+
+
+def _reply(code: int, text: str) -> Outcome:
+    status = match.group(1) if (match := _ENHANCED.search(text)) else None
+    if 200 <= code < 300:
+        return Outcome(verdict="accepted", code=code, status=status, message=text)
+    verdict: Verdict = "bounced" if 500 <= code < 600 else "retry"
+    return Outcome(verdict=verdict, code=code, status=status, message=text.strip()[:500])
+
+
+class SmtpTransport:
+    """SMTP to one relay (or a sink) over up to `connections` reused connections."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connections: int = 4,
+        username: str | None = None,
+        password: str | None = None,
+        start_tls: bool = False,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._host, self._port = host, port
+        self._credentials = (username, password) if username else None
+        self._start_tls = start_tls
+        self._timeout_s = timeout_s
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(connections)
+        self.connects = 0
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                return client
+        client = aiosmtplib.SMTP(
+            hostname=self._host, port=self._port, timeout=self._timeout_s, start_tls=self._start_tls
+        )
+        await client.connect()
+        if self._credentials is not None:
+            await client.login(*self._credentials)  # type: ignore[arg-type]
+        self.connects += 1
+        return client
+
+    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
+        async with self._slots:
+            try:
+                client = await self._connection()
+            except (aiosmtplib.SMTPException, OSError) as error:
+                return Outcome(verdict="retry", message=f"cannot connect: {error}")
+            keep = True
+            try:
+                errors, response = await client.sendmail(envelope_from, [recipient], message)
+            except aiosmtplib.SMTPRecipientsRefused as error:
+                refused = error.recipients[0]
+                return _reply(refused.code, refused.message)
+            except aiosmtplib.SMTPResponseException as error:
+                keep = error.code != 421  # 421: the server closes the connection
+                return _reply(error.code, error.message)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as error:
+                # The message may have been handed over before the connection broke.
+                keep = False
+                return Outcome(verdict="unknown", message=f"connection lost while sending: {error}")
+            finally:
+                if keep and client.is_connected:
+                    self._idle.put_nowait(client)
+                else:
+                    client.close()
+            if errors:
+                code, text = next(iter(errors.values()))
+                return _reply(code, text)
+            return _reply(250, response)
+
+    async def delivered(self, message_id: str) -> bool | None:
+        del message_id
+        return None  # SMTP has no way to ask
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+class GmailTransport:
+    """users.messages.send through the Gmail client of the sending account (its quota limiter
+    included); delivery of an uncertain message is checked with a search by Message-ID."""
+
+    def __init__(self, client: GmailClient) -> None:
+        self._client = client
+
+    async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
+        del envelope_from, recipient  # Gmail takes them from the message's headers
+        try:
+            ref = await self._client.send_raw(message)
+        except TransientError as error:
+            return Outcome(verdict="unknown", message=str(error))
+        except MailrayError as error:
+            return Outcome(verdict="bounced", message=str(error))
+        return Outcome(verdict="accepted", code=250, provider_message_id=ref.id)
+
+    async def delivered(self, message_id: str) -> bool | None:
+        try:
+            page = await self._client.list_messages(q=f"rfc822msgid:{message_id.strip('<>')}", max_results=1)
+        except MailrayError:
+            return None
+        return bool(page.messages)
+
+    async def close(self) -> None:
+        await self._client.close()
