@@ -16,6 +16,7 @@ from mail.campaigns import repository
 from mail.sending import outbox
 from models.campaigns import CampaignInput, ContactInput
 from models.tenancy import Principal
+from tests.outbox_helpers import quiet_outbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -46,6 +47,7 @@ async def _sending_campaign(conn: Conn, recipients: int = RECIPIENTS) -> tuple[P
         conn, owner,
         CampaignInput(name="Outbox", subject="Hi", from_name="Us", from_email="news@outbox.test", body_text="Hi"),
     )  # fmt: skip
+    await quiet_outbox(conn)
     await repository.send_now(conn, owner, campaign.id)
     return owner, campaign.id
 

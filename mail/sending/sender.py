@@ -1,0 +1,150 @@
+"""One sender's loop: claim a batch of due outbox rows, compose their messages, send each under
+the shared rate limits, and record each outcome the moment the provider gives it.
+
+Recording right after the provider's answer keeps the window in which a crash leaves a row
+uncertain (accepted by the server, not yet recorded) to one statement. Such a row comes back
+after the lease (mail.sending.outbox.take_back); before sending it again the sender asks the
+transport whether it went out, and where the transport cannot tell, `sending.uncertain` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from mail.sending import outbox
+from mail.sending.outbox import Claimed
+from mail.sending.transport import Outcome, Transport
+from mail.services import Services
+from mail.store.ratelimit import RateLimiter, TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+class Composed(msgspec.Struct, frozen=True, kw_only=True):
+    row: Claimed
+    envelope_from: str
+    message_id: str
+    message: bytes
+
+
+class NotComposed(msgspec.Struct, frozen=True, kw_only=True):
+    row: Claimed
+    error: str
+
+
+Compose = Callable[[Any, Sequence[Claimed]], Awaitable[list[Composed | NotComposed]]]
+
+
+class StepReport(msgspec.Struct, kw_only=True):
+    claimed: int = 0
+    sent: int = 0
+    bounced: int = 0
+    retried: int = 0
+    failed: int = 0
+    confirmed_earlier: int = 0  # uncertain rows the transport said were delivered already
+
+
+class Sender:
+    def __init__(self, services: Services, name: str, transport: Transport, compose: Compose) -> None:
+        self._services = services
+        self._name = name
+        self._transport = transport
+        self._compose = compose
+        self._limiter = RateLimiter(services.redis)
+        settings = services.settings.sending
+        self._settings = settings
+        self._global = TokenBucket(
+            "send:global", settings.global_rate_per_s, max(1.0, settings.global_rate_per_s)
+        )
+
+    def _buckets(self, recipient: str) -> list[TokenBucket]:
+        rate = self._settings.per_domain_rate_per_s
+        domain = recipient.rpartition("@")[2].lower()
+        return [self._global, TokenBucket(f"send:domain:{domain}", rate, max(1.0, rate))]
+
+    async def step(self) -> StepReport:
+        pool = self._services.pool
+        async with pool.connection() as conn, conn.transaction():
+            rows = await outbox.claim(conn, self._name, self._settings.claim_batch)
+        report = StepReport(claimed=len(rows))
+        if not rows:
+            return report
+        async with pool.connection() as conn:
+            composed = await self._compose(conn, rows)
+        await asyncio.gather(*(self._deliver(item, report) for item in composed))
+        async with pool.connection() as conn, conn.transaction():
+            await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
+            await outbox.finish_campaigns(conn)
+        return report
+
+    async def _record(self, call: Callable[[Any], Awaitable[Any]]) -> None:
+        async with self._services.pool.connection() as conn, conn.transaction():
+            await call(conn)
+
+    async def _deliver(self, item: Composed | NotComposed, report: StepReport) -> None:
+        row = item.row
+        if isinstance(item, NotComposed):
+            report.failed += 1
+            await self._record(lambda conn: outbox.mark_final(conn, row.id, self._name, "failed", item.error))
+            return
+        if row.uncertain:
+            went_out = await self._transport.delivered(item.message_id)
+            if went_out:
+                report.confirmed_earlier += 1
+                await self._record(
+                    lambda conn: outbox.mark_sent(conn, row.id, self._name, item.message_id, None)
+                )
+                return
+            if went_out is None and self._settings.uncertain == "skip":
+                report.failed += 1
+                await self._record(lambda conn: outbox.mark_final(
+                    conn, row.id, self._name, "failed", "uncertain: may have been delivered before a crash"))  # fmt: skip
+                return
+        await self._limiter.acquire_all(self._buckets(row.email))
+        outcome = await self._transport.send(item.envelope_from, row.email, item.message)
+        await self._record(lambda conn: self._apply(conn, item, outcome, report))
+
+    async def _apply(self, conn: Any, item: Composed, outcome: Outcome, report: StepReport) -> None:
+        row = item.row
+        if outcome.verdict == "accepted":
+            report.sent += 1
+            await outbox.mark_sent(conn, row.id, self._name, item.message_id, outcome.provider_message_id)
+        elif outcome.verdict == "bounced":
+            report.bounced += 1
+            await outbox.mark_final(conn, row.id, self._name, "bounced", outcome.describe())
+            await record_rejection(conn, row, item.message_id, outcome)
+        elif row.attempts >= self._settings.max_attempts:
+            report.failed += 1
+            await outbox.mark_final(
+                conn, row.id, self._name, "failed", f"gave up after {row.attempts}: {outcome.describe()}"
+            )
+        else:
+            report.retried += 1
+            delay = outbox.backoff_s(row.attempts, self._settings.retry_base_s)
+            await outbox.mark_retry(conn, row.id, self._name, outcome.describe(), delay)
+            if outcome.verdict == "unknown":  # handed over, then the connection broke
+                await conn.execute("UPDATE campaign_recipients SET uncertain = true WHERE id = %s", (row.id,))
+
+
+async def record_rejection(conn: Any, row: Claimed, message_id: str, outcome: Outcome) -> None:
+    """A 5xx at RCPT: store the bounce; a permanent address failure (5.1.x, or no enhanced code)
+    suppresses the address for the workspace."""
+    status = outcome.status or ""
+    hard = status.startswith("5.1.") or not status
+    await conn.execute(
+        "INSERT INTO bounces (workspace_id, campaign_id, recipient_id, recipient_email, bounce_type, status_code, "
+        "reply_code, diagnostic_code, action, source_message_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'failed', %s)",
+        (row.workspace_id, row.campaign_id, row.id, row.email, "hard" if hard else "blocked", status or None,
+         str(outcome.code or ""), outcome.message[:1000], message_id),
+    )  # fmt: skip
+    if hard:
+        await conn.execute(
+            "INSERT INTO suppressions (workspace_id, email, reason, source, campaign_id) "
+            "VALUES (%s, lower(%s), 'hard_bounce', 'smtp', %s) ON CONFLICT DO NOTHING",
+            (row.workspace_id, row.email, row.campaign_id),
+        )
