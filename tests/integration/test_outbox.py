@@ -11,12 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from mail import auth, contacts
-from mail.campaigns import repository
 from mail.sending import outbox
-from models.campaigns import CampaignInput, ContactInput
 from models.tenancy import Principal
-from tests.outbox_helpers import quiet_outbox
+from tests.sending_helpers import sending_campaign
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -31,25 +28,7 @@ async def conn(database_url: str) -> AsyncIterator[Conn]:
 
 
 async def _sending_campaign(conn: Conn, recipients: int = RECIPIENTS) -> tuple[Principal, uuid.UUID]:
-    suffix = uuid.uuid4().hex[:8]
-    workspace, user = await auth.create_workspace(
-        conn, f"Outbox {suffix}", owner_email=f"o-{suffix}@example.com"
-    )
-    owner = Principal(workspace_id=workspace.id, user_id=user.id, role="owner")
-    await conn.execute(
-        "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
-        "VALUES (%s, %s, 'news@outbox.test', 'smtp', 'synced')",
-        (workspace.id, user.id),
-    )
-    for index in range(recipients):
-        await contacts.upsert_contact(conn, workspace.id, ContactInput(email=f"r{index:04}@example.com"))
-    campaign = await repository.create_campaign(
-        conn, owner,
-        CampaignInput(name="Outbox", subject="Hi", from_name="Us", from_email="news@outbox.test", body_text="Hi"),
-    )  # fmt: skip
-    await quiet_outbox(conn)
-    await repository.send_now(conn, owner, campaign.id)
-    return owner, campaign.id
+    return await sending_campaign(conn, [f"r{index:04}@example.com" for index in range(recipients)])
 
 
 async def _states(conn: Conn, campaign_id: uuid.UUID) -> dict[str, int]:

@@ -12,21 +12,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mail import auth, contacts
-from mail.campaigns import repository
 from mail.config import load_settings
 from mail.sending import outbox
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
 from mail.sending.transport import SmtpTransport
 from mail.services import Services, open_services
-from models.campaigns import CampaignInput, ContactInput
-from models.tenancy import Principal
-from tests.fix_serve import free_port
-from tests.outbox_helpers import quiet_outbox
+from tests.sending_helpers import sending_campaign, smtp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -61,11 +55,8 @@ class Sink:
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
     handler = Sink()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with smtp_server(handler) as port:
+        yield handler, port
 
 
 @pytest.fixture
@@ -88,25 +79,8 @@ async def services(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIt
 async def _campaign(services: Services, addresses: list[str]) -> uuid.UUID:
     async with services.pool.connection() as conn:
         await conn.set_autocommit(True)
-        suffix = uuid.uuid4().hex[:8]
-        workspace, user = await auth.create_workspace(
-            conn, f"Send {suffix}", owner_email=f"o-{suffix}@example.com"
-        )
-        owner = Principal(workspace_id=workspace.id, user_id=user.id, role="owner")
-        await conn.execute(
-            "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
-            "VALUES (%s, %s, 'news@sender.test', 'smtp', 'synced')",
-            (workspace.id, user.id),
-        )
-        for address in addresses:
-            await contacts.upsert_contact(conn, workspace.id, ContactInput(email=address))
-        campaign = await repository.create_campaign(
-            conn, owner,
-            CampaignInput(name="Send", subject="News", from_name="Us", from_email="news@sender.test", body_text="Hi"),
-        )  # fmt: skip
-        await quiet_outbox(conn)
-        await repository.send_now(conn, owner, campaign.id)
-    return campaign.id
+        _, campaign_id = await sending_campaign(conn, addresses)
+    return campaign_id
 
 
 async def _drain(sender: Sender, campaign_id: uuid.UUID, database_url: str) -> dict[str, int]:

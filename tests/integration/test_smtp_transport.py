@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mail.sending.transport import SmtpTransport
 from tests.fix_serve import free_port
+from tests.sending_helpers import smtp_server
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,11 +47,8 @@ class Handler:
 @pytest.fixture
 def server() -> Iterator[tuple[Handler, int]]:
     handler = Handler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with smtp_server(handler) as port:
+        yield handler, port
 
 
 async def test_outcomes_per_recipient_and_connection_reuse(server: tuple[Handler, int]) -> None:
