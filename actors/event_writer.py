@@ -14,8 +14,7 @@ from typing import Any
 
 import ray
 
-from mail.config import load_settings
-from mail.services import Services, open_services
+from actors.looping import LoopingActor
 from mail.tracking.writer import EventWriter as Writer
 
 log = logging.getLogger(__name__)
@@ -25,30 +24,19 @@ _MAX_BACKOFF_S = 5.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class EventWriter:
+class EventWriter(LoopingActor):
     def __init__(self) -> None:
-        self._services: Services | None = None
         self._writer: Writer | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Ray reruns __init__ when it restarts the actor after a crash; nobody else would call
-        # ensure_running then, so the actor asks itself (the call runs once __init__ returns).
-        ray.get_runtime_context().current_actor.ensure_running.remote()
+        super().__init__()
 
-    async def _open(self) -> Writer:
+    async def _writer_of(self) -> Writer:
         if self._writer is None:
-            self._services = await open_services(load_settings())
-            self._writer = Writer(self._services)
+            self._writer = Writer(await self._open())
         return self._writer
 
-    async def ensure_running(self) -> bool:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-        return True
-
     async def _loop(self) -> None:
-        writer = await self._open()
-        assert self._services is not None
-        settings = self._services.settings.tracking
+        writer = await self._writer_of()
+        settings = (await self._open()).settings.tracking
         lower_priority(settings.writer_niceness)
         linger_s = settings.writer_linger_ms / 1000
         backoff = 0.1
@@ -64,7 +52,7 @@ class EventWriter:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def totals(self) -> dict[str, Any]:
-        writer = await self._open()
+        writer = await self._writer_of()
         return {field: getattr(writer.totals, field) for field in writer.totals.__struct_fields__}
 
 

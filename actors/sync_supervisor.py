@@ -15,8 +15,7 @@ import ray
 
 from actors.account_sync import AccountSync, actor_name
 from actors.lookup import find_actor
-from mail.config import load_settings
-from mail.services import Services, open_services
+from actors.looping import LoopingActor
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +29,10 @@ def get_or_create_account_actor(account_id: UUID, namespace: str) -> Any:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class SyncSupervisor:
+class SyncSupervisor(LoopingActor):
     def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._services: Services | None = None
         self._supervised: set[UUID] = set()
-
-    async def _open(self) -> Services:
-        if self._services is None:
-            self._services = await open_services(load_settings())
-        return self._services
-
-    async def ensure_running(self) -> bool:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-        return True
+        super().__init__()
 
     async def _loop(self) -> None:
         services = await self._open()

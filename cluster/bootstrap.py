@@ -109,6 +109,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
     for key in ("api_endpoint", "oauth_auth_uri", "oauth_token_uri", "oauth_revoke_uri", "oidc_certs_uri",
                 "client_id", "client_secret", "redirect_uri", "push_audience", "pubsub_topic", "quota_regime"):  # fmt: skip
         env[f"MAILRAY_GMAIL__{key.upper()}"] = str(getattr(gmail, key))
+    # Whatever else the operator overrides in this environment reaches the workers too.
+    for key, value in os.environ.items():
+        if key.startswith("MAILRAY_"):
+            env.setdefault(key, value)
     if "MAILRAY_CONFIG" in os.environ:
         env["MAILRAY_CONFIG"] = str(Path(os.environ["MAILRAY_CONFIG"]).resolve())
     return env
@@ -135,6 +139,13 @@ def start_writer(settings: Settings) -> None:
     from actors.event_writer import start_event_writer
 
     start_event_writer(settings.ray.namespace, worker_env(settings))
+
+
+def start_senders(settings: Settings) -> None:
+    """Start the campaign scheduler and the sender pool (detached)."""
+    from actors.sender import start_sending_actors
+
+    start_sending_actors(settings.ray.namespace, worker_env(settings), settings.sending.senders)
 
 
 def _ray_cli() -> str:
@@ -294,6 +305,7 @@ def up(settings: Settings) -> StackInfo:
     deploy_serve(resolved)
     start_supervisor(resolved)
     start_writer(resolved)
+    start_senders(resolved)
     assert resolved.database.url is not None and resolved.redis.url is not None
     return StackInfo(
         api_url=api_url(resolved),

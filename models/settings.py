@@ -138,6 +138,17 @@ class TrackingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
 
 
 class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Sender actors in the pool, and the SMTP relay (or sink) they send through.
+    senders: int = 2
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_connections: int = 4
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_start_tls: bool = False
+    # Where the relay says whether it received a Message-ID (GET <url>?message_id=<id> answering
+    # {"delivered": true|false}); empty: SMTP cannot tell, and `uncertain` decides.
+    delivery_probe_url: str = ""
     # Shared token buckets (Redis): every sender of every node takes from the same ones.
     global_rate_per_s: float = 200.0
     per_domain_rate_per_s: float = 50.0

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from mail import auth, contacts
+from mail import auth
 from mail.campaigns import repository
-from models.campaigns import CampaignInput, ContactInput
+from models.campaigns import CampaignInput
 from models.tenancy import Principal
 from tests.fix_serve import free_port
 
@@ -42,8 +42,9 @@ async def sending_campaign(conn: Any, addresses: list[str]) -> tuple[Principal, 
         "VALUES (%s, %s, %s, 'smtp', 'synced')",
         (workspace.id, user.id, FROM_EMAIL),
     )
-    for address in addresses:
-        await contacts.upsert_contact(conn, workspace.id, ContactInput(email=address))
+    async with conn.cursor().copy("COPY contacts (workspace_id, email) FROM STDIN") as copy:
+        for address in addresses:
+            await copy.write_row((workspace.id, address))
     campaign = await repository.create_campaign(
         conn,
         owner,

@@ -115,6 +115,11 @@ def _editable_fields(campaign: Campaign) -> dict[str, Any]:
     return fields
 
 
+async def load_campaign(conn: Conn, campaign_id: UUID) -> Campaign:
+    """For the system's own actors (the scheduler): no caller, no policy."""
+    return await _read(conn, campaign_id)
+
+
 async def get_campaign(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
     """Reading and changing a campaign follow one policy (mail.access): its creator or an admin."""
     await require_read_campaign(conn, principal, campaign_id)

@@ -110,6 +110,26 @@ async def take_back(conn: Conn, lease_s: float) -> int:
     return int(cursor.rowcount)
 
 
+async def renew(conn: Conn, sender: str) -> int:
+    """A live sender's heartbeat: its claims stay its own however long a batch takes."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET claimed_at = now() WHERE state = 'sending' AND claimed_by = %s",
+        (sender,),
+    )
+    return int(cursor.rowcount)
+
+
+async def take_back_own(conn: Conn, sender: str) -> int:
+    """A sender starting (again, after a crash) takes back what it held: it may have sent any of
+    it, so each is uncertain."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', uncertain = true, claimed_by = NULL, updated_at = now() "
+        "WHERE state = 'sending' AND claimed_by = %s",
+        (sender,),
+    )
+    return int(cursor.rowcount)
+
+
 async def release(conn: Conn, sender: str) -> int:
     """A sender stopping in order gives back what it claimed and did not start (not uncertain)."""
     cursor = await conn.execute(

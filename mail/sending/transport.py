@@ -14,6 +14,7 @@ import asyncio
 import re
 from typing import Literal, Protocol
 
+import aiohttp
 import aiosmtplib
 import msgspec
 
@@ -35,6 +36,10 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
         return " ".join(part for part in (str(self.code or ""), self.status or "", self.message) if part)[
             :1000
         ]
+
+
+class _ProbeAnswer(msgspec.Struct, frozen=True):
+    delivered: bool
 
 
 class Transport(Protocol):
@@ -66,8 +71,10 @@ class SmtpTransport:
         password: str | None = None,
         start_tls: bool = False,
         timeout_s: float = 30.0,
+        probe_url: str = "",
     ) -> None:
         self._host, self._port = host, port
+        self._probe_url = probe_url
         self._credentials = (username, password) if username else None
         self._start_tls = start_tls
         self._timeout_s = timeout_s
@@ -119,8 +126,21 @@ class SmtpTransport:
             return _reply(250, response)
 
     async def delivered(self, message_id: str) -> bool | None:
-        del message_id
-        return None  # SMTP has no way to ask
+        """SMTP has no way to ask; a relay with a lookup service (our sink has one) can be asked."""
+        if not self._probe_url:
+            return None
+        try:
+            timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self._probe_url, params={"message_id": message_id}) as response,
+            ):
+                if response.status != 200:
+                    return None
+                answer = msgspec.json.decode(await response.read(), type=_ProbeAnswer)
+        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return answer.delivered
 
     async def close(self) -> None:
         while not self._idle.empty():

@@ -1,0 +1,118 @@
+"""The sender pool and the campaign scheduler: named, detached actors Ray restarts when they die.
+
+- `Sender` (`sender-0`, `sender-1`, ...): runs mail.sending.sender's loop. On (re)start it takes
+  back the rows it held under its name (it may have sent any of them: they come back uncertain),
+  and while it runs it renews its claims so the scheduler never takes back a live sender's rows.
+- `CampaignScheduler` (`campaign-scheduler`): every second starts the scheduled campaigns that
+  are due, takes back rows whose sender stopped renewing them (a sender that died for good), and
+  marks campaigns with nothing left to send as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from actors.looping import LoopingActor
+from mail.campaigns import repository
+from mail.sending import outbox
+from mail.sending.compose import compose_plain
+from mail.sending.sender import Sender as SenderLoop
+from mail.sending.transport import SmtpTransport
+from mail.services import Services
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "campaign-scheduler"
+_IDLE_S = 0.5
+_TICK_S = 1.0
+
+
+def sender_name(index: int) -> str:
+    return f"sender-{index}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Sender(LoopingActor):
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._sent = 0
+        super().__init__()
+
+    async def _loop(self) -> None:
+        services = await self._open()
+        settings = services.settings.sending
+        transport = SmtpTransport(
+            settings.smtp_host, settings.smtp_port, connections=settings.smtp_connections,
+            username=settings.smtp_username or None, password=settings.smtp_password or None,
+            start_tls=settings.smtp_start_tls, probe_url=settings.delivery_probe_url,
+        )  # fmt: skip
+        async with services.pool.connection() as conn, conn.transaction():
+            taken = await outbox.take_back_own(conn, self._name)
+        if taken:
+            log.warning("%s: took back %d rows it held before it restarted (uncertain)", self._name, taken)
+        heartbeat = asyncio.create_task(self._renew(services))
+        loop = SenderLoop(services, self._name, transport, compose_plain)
+        try:
+            while True:
+                report = await loop.step()
+                self._sent += report.sent
+                if report.claimed == 0:
+                    await asyncio.sleep(_IDLE_S)
+        finally:
+            heartbeat.cancel()
+            await transport.close()
+
+    async def _renew(self, services: Services) -> None:
+        interval = services.settings.sending.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with services.pool.connection() as conn, conn.transaction():
+                    await outbox.renew(conn, self._name)
+            except Exception:
+                log.exception("%s: renewing claims failed", self._name)
+
+    async def sent(self) -> int:
+        return self._sent
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class CampaignScheduler(LoopingActor):
+    async def _loop(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(_TICK_S)
+
+    async def tick(self) -> dict[str, Any]:
+        services = await self._open()
+        started: list[str] = []
+        async with services.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT id FROM campaigns WHERE status = 'scheduled' AND scheduled_at <= now() "
+                "ORDER BY scheduled_at FOR UPDATE SKIP LOCKED LIMIT 10"
+            )
+            for (campaign_id,) in await cursor.fetchall():
+                campaign = await repository.load_campaign(conn, campaign_id)
+                await repository.start_sending(conn, campaign)
+                started.append(str(campaign_id))
+        async with services.pool.connection() as conn, conn.transaction():
+            taken_back = await outbox.take_back(conn, services.settings.sending.lease_s)
+            finished = await outbox.finish_campaigns(conn)
+        return {"started": started, "takenBack": taken_back, "finished": [str(c) for c in finished]}
+
+
+def start_sending_actors(namespace: str, env: dict[str, str], senders: int) -> list[Any]:
+    """Start (or find) the scheduler and `senders` senders; returns their handles."""
+    options: dict[str, Any] = {"namespace": namespace, "lifetime": "detached", "get_if_exists": True,
+                               "runtime_env": {"env_vars": env}}  # fmt: skip
+    actors = [CampaignScheduler.options(name=SCHEDULER_NAME, **options).remote()]  # type: ignore[attr-defined]
+    actors += [
+        Sender.options(name=sender_name(index), **options).remote(sender_name(index))  # type: ignore[attr-defined]
+        for index in range(senders)
+    ]
+    ray.get([actor.ensure_running.remote() for actor in actors])
+    return actors

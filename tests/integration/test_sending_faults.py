@@ -1,0 +1,143 @@
+"""A 5,000-recipient campaign through the sender pool (Ray actors, real Postgres, Redis and SMTP)
+while senders are killed 10 times and the scheduler once: the SMTP server ends with exactly one
+message per recipient. A killed sender's rows come back uncertain, and the relay's delivery probe
+(GET ?message_id=) says which of them went out before the kill."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from cluster.bootstrap import worker_env
+from mail.config import load_settings
+from tests.fix_serve import free_port
+from tests.sending_helpers import sending_campaign, smtp_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.storage, pytest.mark.slow]
+
+RECIPIENTS = 5000
+SENDERS = 3
+SENDER_KILLS = 10
+
+
+class Relay:
+    """Accepts everything; remembers each Message-ID and how often each recipient got mail."""
+
+    def __init__(self) -> None:
+        self.per_recipient: Counter[str] = Counter()
+        self.message_ids: set[str] = set()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content: Any = envelope.original_content
+        for line in bytes(content).split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                self.message_ids.add(line.split(b":", 1)[1].strip().decode())
+                break
+        for recipient in envelope.rcpt_tos:
+            self.per_recipient[recipient.lower()] += 1
+        return "250 2.0.0 queued"
+
+
+@pytest.fixture
+async def probe(relay: Relay) -> AsyncIterator[str]:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"delivered": request.query.get("message_id", "") in relay.message_ids})
+
+    app = web.Application()
+    app.router.add_get("/probe", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/probe"
+    await runner.cleanup()
+
+
+@pytest.fixture
+def relay() -> Relay:
+    return Relay()
+
+
+async def _campaign(database_url: str) -> tuple[uuid.UUID, list[str]]:
+    addresses = [f"f{index:05}-{uuid.uuid4().hex[:6]}@example.com" for index in range(RECIPIENTS)]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        _, campaign_id = await sending_campaign(conn, addresses)
+    return campaign_id, addresses
+
+
+async def _status(database_url: str, campaign_id: uuid.UUID) -> tuple[str, dict[str, int]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute("SELECT status FROM campaigns WHERE id = %s", (campaign_id,))
+        status = (await cursor.fetchone())[0]  # type: ignore[index]
+        cursor = await conn.execute(
+            "SELECT state, count(*) FROM campaign_recipients WHERE campaign_id = %s GROUP BY state",
+            (campaign_id,),
+        )
+        return status, {state: count for state, count in await cursor.fetchall()}
+
+
+async def test_killed_senders_and_scheduler_lose_nothing_and_send_nothing_twice(
+    ray_session: None, database_url: str, redis_url: str, relay: Relay, probe: str, tmp_path: Path
+) -> None:
+    import ray
+
+    from actors.sender import start_sending_actors
+
+    campaign_id, addresses = await _campaign(database_url)
+    with smtp_server(relay) as port:
+        settings = load_settings(
+            environ={
+                "MAILRAY_DATABASE__URL": database_url,
+                "MAILRAY_REDIS__URL": redis_url,
+                "MAILRAY_APP__DATA_DIR": str(tmp_path),
+            }
+        )
+        env = {
+            **worker_env(settings),
+            "MAILRAY_SENDING__SMTP_PORT": str(port),
+            "MAILRAY_SENDING__DELIVERY_PROBE_URL": probe,
+            "MAILRAY_SENDING__LEASE_S": "6",
+            "MAILRAY_SENDING__CLAIM_BATCH": "25",
+            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "100000",
+            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "100000",
+        }
+        namespace = f"sending-faults-{uuid.uuid4().hex[:6]}"
+        actors = await asyncio.to_thread(start_sending_actors, namespace, env, SENDERS)
+        scheduler, senders = actors[0], actors[1:]
+        rng = random.Random(5)
+        kills = 0
+        started = time.monotonic()
+        try:
+            while kills < SENDER_KILLS and sum(relay.per_recipient.values()) < RECIPIENTS * 0.9:
+                await asyncio.sleep(rng.uniform(0.3, 1.2))
+                ray.kill(rng.choice(senders), no_restart=False)
+                kills += 1
+                if kills == SENDER_KILLS // 2:
+                    ray.kill(scheduler, no_restart=False)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                status, states = await _status(database_url, campaign_id)
+                if status == "sent":
+                    break
+                await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - started
+        finally:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+    print(f"sending faults: {RECIPIENTS} recipients, {kills} sender kills + 1 scheduler kill, {elapsed:.1f}s")
+    assert kills == SENDER_KILLS, "the campaign finished before every kill happened; lower the pace"
+    assert (status, states) == ("sent", {"sent": RECIPIENTS})
+    assert set(relay.per_recipient) == set(addresses)
+    doubled = {address: count for address, count in relay.per_recipient.items() if count != 1}
+    assert doubled == {}
