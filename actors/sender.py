@@ -4,8 +4,9 @@
   back the rows it held under its name (it may have sent any of them: they come back uncertain),
   and while it runs it renews its claims so the scheduler never takes back a live sender's rows.
 - `CampaignScheduler` (`campaign-scheduler`): every second starts the scheduled campaigns that
-  are due, takes back rows whose sender stopped renewing them (a sender that died for good), and
-  marks campaigns with nothing left to send as sent.
+  are due, takes back rows whose sender stopped renewing them (a sender that died for good),
+  pauses campaigns over a guardrail (mail.sending.guardrails), and marks campaigns with nothing
+  left to send as sent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ray
 
 from actors.looping import LoopingActor
 from mail.campaigns import repository
-from mail.sending import outbox
+from mail.sending import guardrails, outbox
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender as SenderLoop
 from mail.sending.transport import SmtpTransport
@@ -101,8 +102,12 @@ class CampaignScheduler(LoopingActor):
                 started.append(str(campaign_id))
         async with services.pool.connection() as conn, conn.transaction():
             taken_back = await outbox.take_back(conn, services.settings.sending.lease_s)
+            paused = await guardrails.enforce(conn, services.settings.sending)
             finished = await outbox.finish_campaigns(conn)
-        return {"started": started, "takenBack": taken_back, "finished": [str(c) for c in finished]}
+        for trip in paused:
+            log.warning("campaign %s paused: %s", trip.campaign_id, trip.reason)
+        return {"started": started, "takenBack": taken_back, "finished": [str(c) for c in finished],
+                "paused": {str(trip.campaign_id): trip.reason for trip in paused}}  # fmt: skip
 
 
 def start_sending_actors(namespace: str, env: dict[str, str], senders: int) -> list[Any]:

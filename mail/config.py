@@ -204,6 +204,9 @@ def _check_sending(settings: Settings) -> None:
     _within("sending.lease_s", sending.lease_s, 1)
     _within("sending.max_attempts", sending.max_attempts, 1, 100)
     _within("sending.retry_base_s", sending.retry_base_s, 0)
+    _within("sending.max_bounce_rate", sending.max_bounce_rate, 0, 1)
+    _within("sending.max_complaint_rate", sending.max_complaint_rate, 0, 1)
+    _within("sending.guardrail_min_sample", sending.guardrail_min_sample, 1)
 
 
 def _check_tracking(settings: Settings) -> None:

@@ -164,6 +164,12 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     # 250 and recording it). Where the transport can tell, it is asked; where it cannot:
     # "resend" (at least once) or "skip" (at most once: recorded as failed, uncertain).
     uncertain: Literal["resend", "skip"] = "resend"
+    # Guardrails: a sending campaign pauses itself when, after guardrail_min_sample attempted
+    # deliveries, its bounce rate (bounced / (sent + bounced)) or complaint rate (complaints /
+    # sent) passes these.
+    max_bounce_rate: float = 0.05
+    max_complaint_rate: float = 0.003
+    guardrail_min_sample: int = 200
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -104,3 +104,39 @@ def test_backoff_grows_and_stays_within_its_cap() -> None:
     for attempts in range(1, 8):
         for _ in range(50):
             assert 0 <= outbox.backoff_s(attempts, 30) <= 30 * 2 ** (attempts - 1)
+
+
+async def test_a_campaign_over_its_bounce_rate_pauses_itself_with_the_reason(conn: Conn) -> None:
+    from mail.sending import guardrails
+    from models.settings import SendingSettings
+
+    _, campaign_id = await _sending_campaign(conn, recipients=250)
+    limits = SendingSettings(guardrail_min_sample=200, max_bounce_rate=0.05)
+    rows = [row for row in await outbox.claim(conn, "g", 1000) if row.campaign_id == campaign_id]
+    for row in rows[:180]:
+        await outbox.mark_sent(conn, row.id, "g", f"<{row.id}@x>", None)
+    for row in rows[180:190]:
+        await outbox.mark_final(conn, row.id, "g", "bounced", "550 5.1.1")
+    assert await guardrails.enforce(conn, limits) == []  # 190 attempted: below the minimum sample
+    for row in rows[190:202]:
+        await outbox.mark_final(conn, row.id, "g", "bounced", "550 5.1.1")
+    trips = [trip for trip in await guardrails.enforce(conn, limits) if trip.campaign_id == campaign_id]
+    assert [trip.reason for trip in trips] == ["bounce rate 10.9% over 5.0% (22 of 202 attempted deliveries)"]
+    cursor = await conn.execute("SELECT status, pause_reason FROM campaigns WHERE id = %s", (campaign_id,))
+    assert await cursor.fetchone() == ("paused", "guardrail: " + trips[0].reason)
+    # A paused campaign's rows are not claimed.
+    await outbox.release(conn, "g")
+    assert [row for row in await outbox.claim(conn, "h", 1000) if row.campaign_id == campaign_id] == []
+
+
+def test_complaints_are_judged_against_sent_mail() -> None:
+    from mail.sending.guardrails import judge
+    from models.settings import SendingSettings
+
+    limits = SendingSettings(guardrail_min_sample=100, max_complaint_rate=0.003)
+    assert judge(sent=1000, bounced=0, complaints=3, limits=limits) is None
+    assert (
+        judge(sent=1000, bounced=0, complaints=4, limits=limits)
+        == "complaint rate 0.40% over 0.30% (4 of 1000 sent)"
+    )
+    assert judge(sent=50, bounced=40, complaints=0, limits=limits) is None  # too few to judge
