@@ -1,5 +1,6 @@
-"""One sender's loop: claim a batch of due outbox rows, compose their messages, send each under
-the shared rate limits, and record each outcome the moment the provider gives it.
+"""One sender's loop: claim a batch of due outbox rows, compose their messages, take the batch's
+tokens from the shared rate limits (a domain at a time), send, and record each outcome the
+moment the provider gives it.
 
 Recording right after the provider's answer keeps the window in which a crash leaves a row
 uncertain (accepted by the server, not yet recorded) to one statement. Such a row comes back
@@ -62,9 +63,8 @@ class Sender:
             "send:global", settings.global_rate_per_s, max(1.0, settings.global_rate_per_s)
         )
 
-    def _buckets(self, recipient: str) -> list[TokenBucket]:
+    def _buckets(self, domain: str) -> list[TokenBucket]:
         rate = self._settings.per_domain_rate_per_s
-        domain = recipient.rpartition("@")[2].lower()
         return [self._global, TokenBucket(f"send:domain:{domain}", rate, max(1.0, rate))]
 
     async def step(self) -> StepReport:
@@ -76,15 +76,34 @@ class Sender:
             return report
         async with pool.connection() as conn:
             composed = await self._compose(conn, rows)
-        await asyncio.gather(*(self._deliver(item, report) for item in composed))
+            await self._take_tokens([item.row.email for item in composed if isinstance(item, Composed)])
+            # One connection records this batch's outcomes, one short transaction each, in turn.
+            await conn.commit()  # end the composing reads: each record below is a transaction
+            self._recorder, self._recording = conn, asyncio.Lock()
+            await asyncio.gather(*(self._deliver(item, report) for item in composed))
         async with pool.connection() as conn, conn.transaction():
             await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
             await outbox.finish_campaigns(conn)
         return report
 
+    async def _take_tokens(self, recipients: list[str]) -> None:
+        """The batch's tokens from the shared buckets, a domain at a time, in chunks the buckets
+        can grant: one Redis call per chunk instead of one per message."""
+        by_domain: dict[str, int] = {}
+        for recipient in recipients:
+            domain = recipient.rpartition("@")[2].lower()
+            by_domain[domain] = by_domain.get(domain, 0) + 1
+        for domain, count in sorted(by_domain.items()):
+            buckets = self._buckets(domain)
+            chunk = int(min(bucket.capacity for bucket in buckets))
+            while count > 0:
+                take = min(count, chunk)
+                await self._limiter.acquire_all(buckets, take)
+                count -= take
+
     async def _record(self, call: Callable[[Any], Awaitable[Any]]) -> None:
-        async with self._services.pool.connection() as conn, conn.transaction():
-            await call(conn)
+        async with self._recording, self._recorder.transaction():
+            await call(self._recorder)
 
     async def _deliver(self, item: Composed | NotComposed, report: StepReport) -> None:
         row = item.row
@@ -105,7 +124,6 @@ class Sender:
                 await self._record(lambda conn: outbox.mark_final(
                     conn, row.id, self._name, "failed", "uncertain: may have been delivered before a crash"))  # fmt: skip
                 return
-        await self._limiter.acquire_all(self._buckets(row.email))
         outcome = await self._transport.send(item.envelope_from, row.email, item.message)
         await self._record(lambda conn: self._apply(conn, item, outcome, report))
 
