@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import ray
@@ -41,6 +42,7 @@ class Sender(LoopingActor):
     def __init__(self, name: str) -> None:
         self._name = name
         self._sent = 0
+        self._progress_at = time.monotonic()
         super().__init__()
 
     async def _loop(self) -> None:
@@ -59,6 +61,7 @@ class Sender(LoopingActor):
         loop = SenderLoop(services, self._name, transport, compose_plain)
         try:
             while True:
+                self._progress_at = time.monotonic()
                 report = await loop.step()
                 self._sent += report.sent
                 if report.claimed == 0:
@@ -68,9 +71,14 @@ class Sender(LoopingActor):
             await transport.close()
 
     async def _renew(self, services: Services) -> None:
-        interval = services.settings.sending.lease_s / 3
+        """Renew this sender's claims while its loop makes progress. A loop stuck in one batch
+        longer than the lease stops renewing, and the scheduler takes the rows back (uncertain)."""
+        lease_s = services.settings.sending.lease_s
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(lease_s / 3)
+            if time.monotonic() - self._progress_at > lease_s:
+                log.warning("%s: a batch has run longer than the lease; its claims lapse", self._name)
+                continue
             try:
                 async with services.pool.connection() as conn, conn.transaction():
                     await outbox.renew(conn, self._name)

@@ -110,6 +110,41 @@ async def take_back(conn: Conn, lease_s: float) -> int:
     return int(cursor.rowcount)
 
 
+async def fence(conn: Conn, row_ids: list[int], sender: str) -> set[int]:
+    """still_mine for a batch at once: the ids this sender still holds (their claims renewed)."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET claimed_at = now() WHERE id = ANY(%s) AND state = 'sending' "
+        "AND claimed_by = %s RETURNING id",
+        (row_ids, sender),
+    )
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def mark_sent_many(conn: Conn, sender: str, sent: list[tuple[int, str, str | None]]) -> int:
+    """mark_sent for (row id, Message-ID, provider id) triples in one statement."""
+    if not sent:
+        return 0
+    ids, message_ids, provider_ids = (list(column) for column in zip(*sent, strict=True))
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients r SET state = 'sent', sent_at = now(), message_id = v.message_id, "
+        "provider_message_id = v.provider_id, uncertain = false, last_error = NULL, updated_at = now() "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, message_id, provider_id) "
+        "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s",
+        (ids, message_ids, provider_ids, sender),
+    )
+    return int(cursor.rowcount)
+
+
+async def still_mine(conn: Conn, row_id: int, sender: str) -> bool:
+    """Fence a send: renew this row's claim and say whether the sender still holds it (a sender
+    whose claims lapsed must not send what another sender may have claimed since)."""
+    cursor = await conn.execute(
+        "UPDATE campaign_recipients SET claimed_at = now() WHERE id = %s AND state = 'sending' AND claimed_by = %s",
+        (row_id, sender),
+    )
+    return bool(cursor.rowcount)
+
+
 async def renew(conn: Conn, sender: str) -> int:
     """A live sender's heartbeat: its claims stay its own however long a batch takes."""
     cursor = await conn.execute(

@@ -1,9 +1,9 @@
 """One sender's loop: claim a batch of due outbox rows, compose their messages, take the batch's
-tokens from the shared rate limits (a domain at a time), send, and record each outcome the
-moment the provider gives it.
+tokens from the shared rate limits (a domain at a time), fence the batch (renew its claims and
+keep only the rows still held), send, and record the outcomes.
 
-Recording right after the provider's answer keeps the window in which a crash leaves a row
-uncertain (accepted by the server, not yet recorded) to one statement. Such a row comes back
+Acceptances are recorded together every 50 ms, refusals at once: a crash leaves at most the
+last 50 ms of accepted messages unrecorded (uncertain). Such a row comes back
 after the lease (mail.sending.outbox.take_back); before sending it again the sender asks the
 transport whether it went out, and where the transport cannot tell, `sending.uncertain` decides.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,10 @@ from mail.services import Services
 from mail.store.ratelimit import RateLimiter, TokenBucket
 
 log = logging.getLogger(__name__)
+
+# Acceptances are recorded together at most this long after the server's 250: the window in
+# which a crash leaves a row uncertain (the delivery probe settles those).
+_FLUSH_INTERVAL_S = 0.05
 
 
 class Composed(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +53,7 @@ class StepReport(msgspec.Struct, kw_only=True):
     retried: int = 0
     failed: int = 0
     confirmed_earlier: int = 0  # uncertain rows the transport said were delivered already
+    lost: int = 0  # rows whose claim lapsed before they were sent (another sender has them)
 
 
 class Sender:
@@ -62,6 +68,13 @@ class Sender:
         self._global = TokenBucket(
             "send:global", settings.global_rate_per_s, max(1.0, settings.global_rate_per_s)
         )
+        # Per step: the connection that records outcomes (one statement at a time), acceptances
+        # not yet recorded, and the rows the batch fence found still held.
+        self._recorder: Any = None
+        self._recording = asyncio.Lock()
+        self._accepted: list[tuple[int, str, str | None]] = []
+        self._fenced: set[int] = set()
+        self._fenced_at = 0.0
 
     def _buckets(self, domain: str) -> list[TokenBucket]:
         rate = self._settings.per_domain_rate_per_s
@@ -76,15 +89,46 @@ class Sender:
             return report
         async with pool.connection() as conn:
             composed = await self._compose(conn, rows)
-            await self._take_tokens([item.row.email for item in composed if isinstance(item, Composed)])
-            # One connection records this batch's outcomes, one short transaction each, in turn.
             await conn.commit()  # end the composing reads: each record below is a transaction
-            self._recorder, self._recording = conn, asyncio.Lock()
-            await asyncio.gather(*(self._deliver(item, report) for item in composed))
+            await self._take_tokens([item.row.email for item in composed if isinstance(item, Composed)])
+            self._recorder = conn
+            self._accepted = []
+            self._fenced, self._fenced_at = await self._fence([row.id for row in rows]), time.monotonic()
+            flusher = asyncio.create_task(self._flush_every(_FLUSH_INTERVAL_S))
+            try:
+                await asyncio.gather(*(self._deliver(item, report) for item in composed))
+            finally:
+                flusher.cancel()
+                await self._flush()
         async with pool.connection() as conn, conn.transaction():
             await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
             await outbox.finish_campaigns(conn)
         return report
+
+    async def _fence(self, row_ids: list[int]) -> set[int]:
+        async with self._recording, self._recorder.transaction():
+            return await outbox.fence(self._recorder, row_ids, self._name)
+
+    async def _holds(self, row_id: int) -> bool:
+        """Whether this sender may send the row: fenced with the batch (recently), or again now
+        when the batch has run for half a lease (a stalled sender's claims may have lapsed)."""
+        if time.monotonic() - self._fenced_at < self._settings.lease_s / 2:
+            return row_id in self._fenced
+        async with self._recording, self._recorder.transaction():
+            return await outbox.still_mine(self._recorder, row_id, self._name)
+
+    async def _flush_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Record the acceptances gathered since the last flush, in one statement."""
+        if not self._accepted:
+            return
+        accepted, self._accepted = self._accepted, []
+        async with self._recording, self._recorder.transaction():
+            await outbox.mark_sent_many(self._recorder, self._name, accepted)
 
     async def _take_tokens(self, recipients: list[str]) -> None:
         """The batch's tokens from the shared buckets, a domain at a time, in chunks the buckets
@@ -111,13 +155,14 @@ class Sender:
             report.failed += 1
             await self._record(lambda conn: outbox.mark_final(conn, row.id, self._name, "failed", item.error))
             return
+        if not await self._holds(row.id):
+            report.lost += 1  # its claim lapsed and the row went back: not ours to send
+            return
         if row.uncertain:
             went_out = await self._transport.delivered(item.message_id)
             if went_out:
                 report.confirmed_earlier += 1
-                await self._record(
-                    lambda conn: outbox.mark_sent(conn, row.id, self._name, item.message_id, None)
-                )
+                self._accepted.append((row.id, item.message_id, None))
                 return
             if went_out is None and self._settings.uncertain == "skip":
                 report.failed += 1
@@ -125,14 +170,15 @@ class Sender:
                     conn, row.id, self._name, "failed", "uncertain: may have been delivered before a crash"))  # fmt: skip
                 return
         outcome = await self._transport.send(item.envelope_from, row.email, item.message)
+        if outcome.verdict == "accepted":
+            report.sent += 1
+            self._accepted.append((row.id, item.message_id, outcome.provider_message_id))
+            return
         await self._record(lambda conn: self._apply(conn, item, outcome, report))
 
     async def _apply(self, conn: Any, item: Composed, outcome: Outcome, report: StepReport) -> None:
         row = item.row
-        if outcome.verdict == "accepted":
-            report.sent += 1
-            await outbox.mark_sent(conn, row.id, self._name, item.message_id, outcome.provider_message_id)
-        elif outcome.verdict == "bounced":
+        if outcome.verdict == "bounced":
             report.bounced += 1
             await outbox.mark_final(conn, row.id, self._name, "bounced", outcome.describe())
             await record_rejection(conn, row, item.message_id, outcome)
