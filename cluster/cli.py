@@ -32,6 +32,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(emulator_app, name="emulator")
 emulator_app.add_typer(mutate_app, name="mutate")
+bounces_app = typer.Typer(help="Bounces: read DSNs and text bounces, classify them.", no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
 
 # How often `mailray run` makes sure the coming months' partitions exist.
 PARTITION_JOB_INTERVAL_S = 6 * 3600
@@ -368,6 +370,63 @@ def emulator_gmail(
         raise MailrayError(f"gmail emulator: {error}") from None
 
 
+@emulator_app.command("smtp")
+def emulator_smtp(
+    store: Annotated[str, typer.Option(help="Maildir the accepted messages are written to.")],
+    port: Annotated[int, typer.Option(help="SMTP port to listen on (0: a free one).")] = 2525,
+    host: Annotated[str, typer.Option(help="Address to listen on (SMTP and admin).")] = "127.0.0.1",
+    admin_port: Annotated[int, typer.Option(help="Port of the admin HTTP API (0: a free one).")] = 8026,
+    dsn_maildir: Annotated[
+        str | None, typer.Option(help="Maildir the DSNs of bounce: rules are delivered to.")
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PATTERN=REPLY or PATTERN=bounce:REPLY, repeatable; a reply ending in @N fails only the first"
+            " N attempts per address. E.g. '*@unknown.test=550 5.1.1 user unknown'."
+        ),
+    ] = None,
+    auth: Annotated[
+        str | None, typer.Option(help="user:password; AUTH PLAIN/LOGIN is then required before MAIL.")
+    ] = None,
+    hostname: Annotated[str, typer.Option(help="Name in the greeting and in DSNs.")] = "sink.mailray.test",
+    bounce_delay: Annotated[float, typer.Option(help="Seconds between accepting and bouncing.")] = 0.0,
+) -> None:
+    """Run the SMTP sink (stores mail, failure rules, async bounces as DSNs) until Ctrl-C."""
+    from cluster.emulators.smtp.config import SinkConfig
+    from cluster.emulators.smtp.standalone import serve
+
+    config = SinkConfig(
+        store=store,
+        host=host,
+        port=port,
+        admin_port=admin_port,
+        dsn_maildir=dsn_maildir,
+        rules=rule or [],
+        credentials=auth,
+        hostname=hostname,
+        bounce_delay_s=bounce_delay,
+    )
+
+    def ready(sink: Any) -> None:
+        typer.echo(f"SMTP sink: smtp://{sink.host}:{sink.port}   (Ctrl-C stops it)")
+        typer.echo(f"admin:     {sink.admin_url}   (GET /messages/count, /messages, /stats)")
+        typer.echo(f"store:     {config.store}")
+        typer.echo(f"DSNs:      {config.dsn_maildir or 'off'}")
+        typer.echo(f"AUTH:      {'PLAIN, LOGIN (required)' if config.credentials else 'off'}")
+        for source in config.rules:
+            typer.echo(f"rule:      {source}")
+        typer.echo("mailray settings for this sink:")
+        typer.echo(f"  MAILRAY_SENDING__SMTP_HOST={sink.host}")
+        typer.echo(f"  MAILRAY_SENDING__SMTP_PORT={sink.port}")
+        typer.echo(f"  MAILRAY_SENDING__DELIVERY_PROBE_URL={sink.admin_url}/delivered")
+
+    try:
+        asyncio.run(serve(config, on_ready=ready))
+    except OSError as error:
+        raise MailrayError(f"smtp sink: {error}") from None
+
+
 @mutate_app.callback()
 def emulator_mutate(
     ctx: typer.Context,
@@ -452,6 +511,25 @@ def emulator_mutate_expire_tokens(ctx: typer.Context) -> None:
     """Expire every access token now (refresh tokens keep working)."""
     _admin_call(ctx, lambda admin: admin.expire_access_tokens())
     typer.echo("access tokens expired")
+
+
+@bounces_app.command("classify")
+def bounces_classify(
+    files: Annotated[list[str], typer.Argument(help="RFC 822 files (an mbox From line is fine).")],
+) -> None:
+    """Print one JSON line per file: whether it is a bounce, who failed, and why (hard, soft, blocked).
+
+    Exits 1 when a file could not be read (its line has an "error"); 0 otherwise.
+    """
+    from mail.bounces.summary import encode_line, summarize_file
+
+    unreadable = 0
+    for file in files:
+        line, readable = summarize_file(file)
+        typer.echo(encode_line(line))
+        unreadable += not readable
+    if unreadable:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
