@@ -26,44 +26,65 @@ def message_id(campaign_id: uuid.UUID, recipient: str, from_email: str) -> str:
     return f"<{token}@{from_email.rpartition('@')[2].lower() or 'mailray.invalid'}>"
 
 
+def _template(
+    subject: str, from_name: str, from_email: str, reply_to: str | None, text: str, html: str
+) -> bytes:
+    """The message without its per-recipient headers, encoded once by the email package."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = formataddr((from_name, from_email))
+    message["Subject"] = subject
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message.set_content(text or " ")
+    if html:
+        message.add_alternative(html, subtype="html")
+    return message.as_bytes()
+
+
+def _header_safe(address: str) -> bool:
+    return bool(address) and all(33 <= ord(character) < 127 for character in address) and "@" in address
+
+
 async def compose_plain(conn: Any, rows: Sequence[Claimed]) -> list[Composed | NotComposed]:
-    campaigns: dict[uuid.UUID, tuple[Any, ...]] = {}
-    for campaign_id in {row.campaign_id for row in rows}:
-        cursor = await conn.execute(
-            "SELECT subject, from_name, from_email, reply_to, body_text, body_html FROM campaigns WHERE id = %s",
-            (campaign_id,),
-        )
-        campaigns[campaign_id] = await cursor.fetchone()
-    variants: dict[uuid.UUID, tuple[Any, ...]] = {}
-    for variant_id in {row.variant_id for row in rows if row.variant_id is not None}:
+    """Every recipient of a campaign (or variant) gets the same content, so it is encoded once
+    per batch; each message adds only its own To, Date and Message-ID."""
+    contents: dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, bytes] | str] = {}
+    for key in {(row.campaign_id, row.variant_id) for row in rows}:
+        contents[key] = await _content(conn, *key)
+    date = formatdate(usegmt=True)
+    composed: list[Composed | NotComposed] = []
+    for row in rows:
+        content = contents[(row.campaign_id, row.variant_id)]
+        if isinstance(content, str):
+            composed.append(NotComposed(row=row, error=content))
+            continue
+        from_email, template = content
+        if not _header_safe(row.email):
+            composed.append(NotComposed(row=row, error=f"cannot compose: not a safe address {row.email!r}"))
+            continue
+        mid = message_id(row.campaign_id, row.email, from_email)
+        head = f"To: {row.email}\r\nDate: {date}\r\nMessage-ID: {mid}\r\n".encode("ascii")
+        composed.append(Composed(row=row, envelope_from=from_email, message_id=mid, message=head + template))
+    return composed
+
+
+async def _content(
+    conn: Any, campaign_id: uuid.UUID, variant_id: uuid.UUID | None
+) -> tuple[str, bytes] | str:
+    cursor = await conn.execute(
+        "SELECT subject, from_name, from_email, reply_to, body_text, body_html FROM campaigns WHERE id = %s",
+        (campaign_id,),
+    )
+    subject, from_name, from_email, reply_to, body_text, body_html = await cursor.fetchone()
+    if variant_id is not None:
         cursor = await conn.execute(
             "SELECT subject, from_name, body_html, body_text FROM campaign_variants WHERE id = %s",
             (variant_id,),
         )
-        variants[variant_id] = await cursor.fetchone()
-    composed: list[Composed | NotComposed] = []
-    for row in rows:
-        subject, from_name, from_email, reply_to, body_text, body_html = campaigns[row.campaign_id]
-        if row.variant_id is not None:
-            v_subject, v_from_name, v_html, v_text = variants[row.variant_id]
-            subject, from_name = v_subject or subject, v_from_name or from_name
-            body_html, body_text = v_html or body_html, v_text or body_text
-        mid = message_id(row.campaign_id, row.email, from_email)
-        try:
-            message = EmailMessage(policy=SMTP)
-            message["From"] = formataddr((from_name, from_email))
-            message["To"] = row.email
-            message["Subject"] = subject
-            message["Date"] = formatdate(usegmt=True)
-            message["Message-ID"] = mid
-            if reply_to:
-                message["Reply-To"] = reply_to
-            message.set_content(body_text or " ")
-            if body_html:
-                message.add_alternative(body_html, subtype="html")
-            composed.append(
-                Composed(row=row, envelope_from=from_email, message_id=mid, message=message.as_bytes())
-            )
-        except (ValueError, TypeError) as error:  # a header the email package refuses
-            composed.append(NotComposed(row=row, error=f"cannot compose: {error}"))
-    return composed
+        v_subject, v_from_name, v_html, v_text = await cursor.fetchone()
+        subject, from_name = v_subject or subject, v_from_name or from_name
+        body_html, body_text = v_html or body_html, v_text or body_text
+    try:
+        return from_email, _template(subject, from_name, from_email, reply_to, body_text, body_html)
+    except (ValueError, TypeError) as error:  # a header the email package refuses
+        return f"cannot compose: {error}"
