@@ -1,0 +1,201 @@
+"""Sending a campaign to an SMTP server vs a bare aiosmtplib loop, in one run; the sender's memory.
+
+    .venv/bin/python benchmarks/sending.py [--recipients 20000] [--connections 8] [--senders 2]
+    .venv/bin/python benchmarks/sending.py --memory        # the engine at 20,000 and 100,000
+
+The SMTP server is aiosmtpd in a process of its own that counts what it receives and keeps
+nothing. `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--connections`
+connections. `engine`: a campaign to as many contacts in a scratch database, its outbox written
+by `send now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose,
+shared Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over
+the same number of connections in all. Composition is mail.sending.compose.compose_plain. Prints
+JSON lines: both rates and the ratio (goal >= 0.60); with --memory, the peak RSS of a process
+running the engine for each size (goal: flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sync import scratch_database  # noqa: E402 - benchmarks/sync.py, beside this file
+
+from mail import auth  # noqa: E402
+from mail.campaigns import repository  # noqa: E402
+from mail.config import load_settings  # noqa: E402
+from mail.sending.compose import compose_plain  # noqa: E402
+from mail.sending.sender import Sender  # noqa: E402
+from mail.sending.transport import SmtpTransport  # noqa: E402
+from mail.services import open_services  # noqa: E402
+from models.campaigns import CampaignInput  # noqa: E402
+from models.tenancy import Principal  # noqa: E402
+
+REDIS_URL = os.environ.get("MAILRAY_REDIS__URL", "redis://127.0.0.1:6379/0")
+FROM = "news@bench.test"
+
+SINK = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiosmtpd.controller import Controller
+    class Count:
+        received = 0
+        async def handle_DATA(self, server, session, envelope):
+            Count.received += len(envelope.rcpt_tos)
+            return "250 2.0.0 ok"
+    controller = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+    controller.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def emit(figure: str, **values: Any) -> None:
+    load1, _, _ = os.getloadavg()
+    print(json.dumps({"benchmark": "sending", "figure": figure, **values, "load_avg_1m": round(load1, 2),
+                      "cpus": os.cpu_count()}), flush=True)  # fmt: skip
+
+
+def start_sink(port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def rendered(index: int) -> bytes:
+    return (
+        f"From: Us <{FROM}>\r\nTo: r{index}@example.com\r\nSubject: News for r{index}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@bench.test>\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\nHello r{index}, here is the news.\r\n"
+    ).encode()
+
+
+async def bare(port: int, recipients: int, connections: int) -> float:
+    messages = [rendered(index) for index in range(recipients)]
+    queue = iter(range(recipients))
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await client.connect()
+        for index in queue:
+            await client.sendmail(FROM, [f"r{index}@example.com"], messages[index])
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return recipients / (time.perf_counter() - started)
+
+
+async def engine(port: int, recipients: int, connections: int, senders: int) -> dict[str, Any]:
+    async with scratch_database("sending") as url:
+        settings = load_settings(environ={
+            "MAILRAY_DATABASE__URL": url, "MAILRAY_REDIS__URL": REDIS_URL, "MAILRAY_APP__DATA_DIR": "/tmp/mailray-bench",
+            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "1000000", "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "1000000",
+            "MAILRAY_SENDING__CLAIM_BATCH": "200", "MAILRAY_DATABASE__POOL_MAX_SIZE": "20",
+        })  # fmt: skip
+        services = await open_services(settings)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            workspace, user = await auth.create_workspace(conn, "Bench", owner_email="o@bench.test")
+            owner = Principal(workspace_id=workspace.id, user_id=user.id, role="owner")
+            await conn.execute(
+                "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
+                "VALUES (%s, %s, %s, 'smtp', 'synced')",
+                (workspace.id, user.id, FROM),
+            )
+            async with conn.cursor().copy(
+                "COPY contacts (workspace_id, email, first_name) FROM STDIN"
+            ) as copy:
+                for index in range(recipients):
+                    await copy.write_row((workspace.id, f"r{index}@example.com", f"R{index}"))
+            campaign = await repository.create_campaign(conn, owner, CampaignInput(
+                name="Bench", subject="News", from_name="Us", from_email=FROM, body_text="Hello, here is the news."))  # fmt: skip
+            await repository.send_now(conn, owner, campaign.id)
+        transports = [
+            SmtpTransport("127.0.0.1", port, connections=max(1, connections // senders))
+            for _ in range(senders)
+        ]
+        loops = [Sender(services, f"bench-{n}", transports[n], compose_plain) for n in range(senders)]
+
+        async def drain(loop: Sender) -> int:
+            sent = 0
+            while (report := await loop.step()).claimed:
+                sent += report.sent
+            return sent
+
+        started = time.perf_counter()
+        sent = sum(await asyncio.gather(*(drain(loop) for loop in loops)))
+        elapsed = time.perf_counter() - started
+        for transport in transports:
+            await transport.close()
+        await services.close()
+    return {"sent": sent, "requests_per_s": round(sent / elapsed, 1), "seconds": round(elapsed, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipients", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
+    if args.engine_only:  # a child of --memory: the engine alone against a running sink
+        print(json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders))))
+        return
+    sink = start_sink(port)
+    try:
+        if args.memory:
+            for size in (20000, 100000):
+                child = subprocess.run(
+                    [sys.executable, __file__, "--engine-only", "--recipients", str(size),
+                     "--connections", str(args.connections), "--senders", str(args.senders)],
+                    env={**os.environ, "BENCH_SINK_PORT": str(port)}, capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                emit("engine_memory", recipients=size, **json.loads(child.stdout.strip().splitlines()[-1]))
+            return
+        bare_rate = asyncio.run(bare(port, args.recipients, args.connections))
+        emit(
+            "bare_aiosmtplib",
+            recipients=args.recipients,
+            connections=args.connections,
+            requests_per_s=round(bare_rate, 1),
+        )
+        result = asyncio.run(engine(port, args.recipients, args.connections, args.senders))
+        emit("engine", recipients=args.recipients, connections=args.connections, senders=args.senders,
+             composition="compose_plain", **result, fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
+    finally:
+        assert sink.stdin is not None
+        sink.stdin.close()
+        sink.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    main()
