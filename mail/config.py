@@ -191,6 +191,8 @@ def _check(settings: Settings) -> None:
         )
     _check_tracking(settings)
     _check_sending(settings)
+    _check_campaigns(settings)
+    _check_dkim(settings)
 
 
 def _check_sending(settings: Settings) -> None:
@@ -220,6 +222,37 @@ def _check_tracking(settings: Settings) -> None:
     _within("tracking.writer_batch", settings.tracking.writer_batch, 1)
     _within("tracking.writer_niceness", settings.tracking.writer_niceness, 0, 19)
     _within("tracking.writer_linger_ms", settings.tracking.writer_linger_ms, 0, 60_000)
+
+
+def _check_campaigns(settings: Settings) -> None:
+    threshold = settings.campaigns.ab_threshold
+    if not 0.5 < threshold < 1:
+        # At 0.5 or below two variants could both "win"; at 1 none ever does.
+        raise ConfigError(
+            "settings: campaigns.ab_threshold (MAILRAY_CAMPAIGNS__AB_THRESHOLD): expected more than 0.5 "
+            f"and less than 1 (e.g. 0.95), got {threshold}"
+        )
+    _within("campaigns.ab_min_sample", settings.campaigns.ab_min_sample, 1)
+
+
+_DKIM_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DKIM_DOMAIN = re.compile(rf"{_DKIM_LABEL}(?:\.{_DKIM_LABEL})+")
+_DKIM_SELECTOR = re.compile(rf"{_DKIM_LABEL}(?:\.{_DKIM_LABEL})*")
+
+
+def _check_dkim(settings: Settings) -> None:
+    where = "settings: dkim.keys (MAILRAY_DKIM__KEYS)"
+    seen: set[str] = set()
+    for domain, key in settings.dkim.keys.items():
+        if len(domain) > 253 or not _DKIM_DOMAIN.fullmatch(domain):
+            raise ConfigError(f"{where}: expected ASCII domain names such as example.com, got {domain!r}")
+        if domain.lower() in seen:
+            raise ConfigError(f"{where}: {domain.lower()!r} is listed twice")
+        seen.add(domain.lower())
+        if len(key.selector) > 63 or not _DKIM_SELECTOR.fullmatch(key.selector):
+            raise ConfigError(
+                f"{where}: {domain}: expected a selector of DNS labels such as mr2026, got {key.selector!r}"
+            )
 
 
 def _within(key: str, value: float, low: float, high: float | None = None) -> None:

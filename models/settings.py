@@ -172,6 +172,33 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     guardrail_min_sample: int = 200
 
 
+class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # How an A/B test picks its winner (mail.campaigns.abtest): "bayes" (the variant whose
+    # probability to be best reaches ab_threshold) or "ztest" (the leader, when a two-proportion
+    # z-test against every other variant, Holm-corrected, has p < 1 - ab_threshold).
+    ab_method: Literal["bayes", "ztest"] = "bayes"
+    ab_threshold: float = 0.95
+    # No decision before every variant has been sent to this many recipients.
+    ab_min_sample: int = 100
+    # Without a clear winner: "highest" (the best observed rate), "first" (the first variant,
+    # the control) or "none" (no variant: the rest of the campaign waits for a person).
+    ab_fallback: Literal["first", "highest", "none"] = "highest"
+
+
+class DkimKeySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # The public key is published at <selector>._domainkey.<domain>.
+    selector: str
+    # The private key, encrypted with the keyring (mail.dkim.create_key writes it). Relative
+    # paths are under app.data_dir; empty: dkim/<domain>.<selector>.key there.
+    key_file: str = ""
+
+
+class DkimSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Signing domain -> its key, e.g. keys = { "example.com" = { selector = "mr2026" } }. A message
+    # is signed by its From domain's key, or its closest listed parent domain's; else unsigned.
+    keys: dict[str, DkimKeySettings] = msgspec.field(default_factory=dict)
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -183,3 +210,5 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     tracking: TrackingSettings = msgspec.field(default_factory=TrackingSettings)
     sending: SendingSettings = msgspec.field(default_factory=SendingSettings)
+    campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
+    dkim: DkimSettings = msgspec.field(default_factory=DkimSettings)
