@@ -20,6 +20,7 @@ import ray
 
 from actors.looping import LoopingActor
 from mail.campaigns import repository
+from mail.errors import MailrayError
 from mail.sending import guardrails, outbox
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender as SenderLoop
@@ -97,25 +98,61 @@ class CampaignScheduler(LoopingActor):
             await asyncio.sleep(_TICK_S)
 
     async def tick(self) -> dict[str, Any]:
+        """One round. Each part stands alone: a campaign that cannot start (its from-address
+        was disconnected, say) is paused with the reason, and never keeps the rest from running."""
         services = await self._open()
-        started: list[str] = []
-        async with services.pool.connection() as conn, conn.transaction():
+        result: dict[str, Any] = {"started": [], "failedToStart": {}}
+        async with services.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT id FROM campaigns WHERE status = 'scheduled' AND scheduled_at <= now() "
-                "ORDER BY scheduled_at FOR UPDATE SKIP LOCKED LIMIT 10"
+                "SELECT id FROM campaigns WHERE status = 'scheduled' AND scheduled_at <= now() ORDER BY scheduled_at LIMIT 10"
             )
-            for (campaign_id,) in await cursor.fetchall():
-                campaign = await repository.load_campaign(conn, campaign_id)
-                await repository.start_sending(conn, campaign)
-                started.append(str(campaign_id))
-        async with services.pool.connection() as conn, conn.transaction():
-            taken_back = await outbox.take_back(conn, services.settings.sending.lease_s)
-            paused = await guardrails.enforce(conn, services.settings.sending)
-            finished = await outbox.finish_campaigns(conn)
-        for trip in paused:
+            due = [row[0] for row in await cursor.fetchall()]
+            await conn.commit()
+            for campaign_id in due:
+                try:
+                    async with conn.transaction():
+                        await self._start(conn, campaign_id)
+                    result["started"].append(str(campaign_id))
+                except MailrayError as error:
+                    async with conn.transaction():
+                        await conn.execute(
+                            "UPDATE campaigns SET status = 'paused', pause_reason = %s, updated_at = now() "
+                            "WHERE id = %s AND status = 'scheduled'",
+                            (f"could not start: {error}"[:500], campaign_id),
+                        )
+                    result["failedToStart"][str(campaign_id)] = str(error)
+        for name, step in (
+            ("takenBack", self._take_back),
+            ("paused", self._guard),
+            ("finished", self._finish),
+        ):
+            try:
+                async with services.pool.connection() as conn, conn.transaction():
+                    result[name] = await step(conn, services)
+            except Exception:
+                log.exception("campaign scheduler: %s failed this round", name)
+        return result
+
+    async def _start(self, conn: Any, campaign_id: Any) -> None:
+        cursor = await conn.execute(
+            "SELECT 1 FROM campaigns WHERE id = %s AND status = 'scheduled' FOR UPDATE SKIP LOCKED",
+            (campaign_id,),
+        )
+        if await cursor.fetchone() is not None:
+            await repository.start_sending(conn, await repository.load_campaign(conn, campaign_id))
+
+    async def _take_back(self, conn: Any, services: Services) -> int:
+        return await outbox.take_back(conn, services.settings.sending.lease_s)
+
+    async def _guard(self, conn: Any, services: Services) -> dict[str, str]:
+        trips = await guardrails.enforce(conn, services.settings.sending)
+        for trip in trips:
             log.warning("campaign %s paused: %s", trip.campaign_id, trip.reason)
-        return {"started": started, "takenBack": taken_back, "finished": [str(c) for c in finished],
-                "paused": {str(trip.campaign_id): trip.reason for trip in paused}}  # fmt: skip
+        return {str(trip.campaign_id): trip.reason for trip in trips}
+
+    async def _finish(self, conn: Any, services: Services) -> list[str]:
+        del services
+        return [str(campaign_id) for campaign_id in await outbox.finish_campaigns(conn)]
 
 
 def start_sending_actors(namespace: str, env: dict[str, str], senders: int) -> list[Any]:

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cluster.bootstrap import worker_env
+from mail.campaigns import repository
 from mail.config import load_settings
+from models.campaigns import CampaignInput
 from tests.fix_serve import free_port
 from tests.sending_helpers import sending_campaign, smtp_server
 
@@ -87,6 +90,17 @@ async def _status(database_url: str, campaign_id: uuid.UUID) -> tuple[str, dict[
         return status, {state: count for state, count in await cursor.fetchall()}
 
 
+async def _stuck(database_url: str, campaign_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    """Who holds the rows that did not finish, since when, and how often they were tried."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT claimed_by, state, uncertain, attempts, count(*), round(extract(epoch FROM now() - min(claimed_at))) "
+            "FROM campaign_recipients WHERE campaign_id = %s AND state <> 'sent' GROUP BY 1, 2, 3, 4",
+            (campaign_id,),
+        )
+        return await cursor.fetchall()
+
+
 async def test_killed_senders_and_scheduler_lose_nothing_and_send_nothing_twice(
     ray_session: None, database_url: str, redis_url: str, relay: Relay, probe: str, tmp_path: Path
 ) -> None:
@@ -109,8 +123,9 @@ async def test_killed_senders_and_scheduler_lose_nothing_and_send_nothing_twice(
             "MAILRAY_SENDING__DELIVERY_PROBE_URL": probe,
             "MAILRAY_SENDING__LEASE_S": "6",
             "MAILRAY_SENDING__CLAIM_BATCH": "25",
-            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "100000",
-            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "100000",
+            # Paced so that every kill lands while the campaign is still sending.
+            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "400",
+            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "400",
         }
         namespace = f"sending-faults-{uuid.uuid4().hex[:6]}"
         actors = await asyncio.to_thread(start_sending_actors, namespace, env, SENDERS)
@@ -137,7 +152,47 @@ async def test_killed_senders_and_scheduler_lose_nothing_and_send_nothing_twice(
                 ray.kill(actor, no_restart=True)
     print(f"sending faults: {RECIPIENTS} recipients, {kills} sender kills + 1 scheduler kill, {elapsed:.1f}s")
     assert kills == SENDER_KILLS, "the campaign finished before every kill happened; lower the pace"
-    assert (status, states) == ("sent", {"sent": RECIPIENTS})
+    assert (status, states) == ("sent", {"sent": RECIPIENTS}), await _stuck(database_url, campaign_id)
     assert set(relay.per_recipient) == set(addresses)
     doubled = {address: count for address, count in relay.per_recipient.items() if count != 1}
     assert doubled == {}
+
+
+async def test_a_campaign_that_cannot_start_is_paused_and_does_not_stop_the_others(
+    ray_session: None, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    import ray
+
+    from actors.sender import CampaignScheduler
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        owner, _ = await sending_campaign(conn, ["someone@example.com"])
+        ids = []
+        for name in ("broken", "fine"):
+            campaign = await repository.create_campaign(conn, owner, CampaignInput(
+                name=name, subject="Hi", from_name="Us", from_email="news@sender.test", body_text="Hi",
+                scheduled_at=datetime.now(UTC) + timedelta(hours=1)))  # fmt: skip
+            ids.append(campaign.id)
+        await conn.execute(
+            "UPDATE campaigns SET scheduled_at = now() - interval '1 minute' WHERE id = ANY(%s)", (ids,)
+        )
+        # The broken one's sender goes away after it was scheduled.
+        await conn.execute("UPDATE campaigns SET from_email = 'gone@nowhere.test' WHERE id = %s", (ids[0],))
+    settings = load_settings(environ={"MAILRAY_DATABASE__URL": database_url, "MAILRAY_REDIS__URL": redis_url,
+                                      "MAILRAY_APP__DATA_DIR": str(tmp_path)})  # fmt: skip
+    scheduler = CampaignScheduler.options(  # type: ignore[attr-defined]
+        namespace=f"scheduler-{uuid.uuid4().hex[:6]}", runtime_env={"env_vars": worker_env(settings)}
+    ).remote()
+    try:
+        result = await scheduler.tick.remote()
+    finally:
+        ray.kill(scheduler, no_restart=True)
+    assert result["started"] == [str(ids[1])]
+    assert "neither a connected account" in result["failedToStart"][str(ids[0])]
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT name, status, pause_reason FROM campaigns WHERE id = ANY(%s) ORDER BY name", (ids,)
+        )
+        rows = await cursor.fetchall()
+    assert [(name, status) for name, status, _ in rows] == [("broken", "paused"), ("fine", "sending")]
+    assert rows[0][2].startswith("could not start: fromEmail:")
