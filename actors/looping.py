@@ -25,11 +25,13 @@ class LoopingActor:
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
         self._services: Services | None = None
+        self._opening = asyncio.Lock()  # a loop and a direct call may both open first
         ray.get_runtime_context().current_actor.ensure_running.remote()
 
     async def _open(self) -> Services:
-        if self._services is None:
-            self._services = await open_services(load_settings())
+        async with self._opening:
+            if self._services is None:
+                self._services = await open_services(load_settings())
         return self._services
 
     async def ensure_running(self) -> bool:

@@ -58,8 +58,8 @@ class Sender(LoopingActor):
             taken = await outbox.take_back_own(conn, self._name)
         if taken:
             log.warning("%s: took back %d rows it held before it restarted (uncertain)", self._name, taken)
-        heartbeat = asyncio.create_task(self._renew(services))
         loop = SenderLoop(services, self._name, transport, compose_plain)
+        heartbeat = asyncio.create_task(self._renew(services, loop))
         try:
             while True:
                 self._progress_at = time.monotonic()
@@ -71,9 +71,10 @@ class Sender(LoopingActor):
             heartbeat.cancel()
             await transport.close()
 
-    async def _renew(self, services: Services) -> None:
-        """Renew this sender's claims while its loop makes progress. A loop stuck in one batch
-        longer than the lease stops renewing, and the scheduler takes the rows back (uncertain)."""
+    async def _renew(self, services: Services, loop: SenderLoop) -> None:
+        """Renew the claims of the running batch while the loop makes progress. A loop stuck in
+        one batch longer than the lease stops renewing, and the scheduler takes the rows back
+        (uncertain)."""
         lease_s = services.settings.sending.lease_s
         while True:
             await asyncio.sleep(lease_s / 3)
@@ -82,7 +83,7 @@ class Sender(LoopingActor):
                 continue
             try:
                 async with services.pool.connection() as conn, conn.transaction():
-                    await outbox.renew(conn, self._name)
+                    await outbox.renew(conn, self._name, loop.batch)
             except Exception:
                 log.exception("%s: renewing claims failed", self._name)
 
@@ -111,8 +112,9 @@ class CampaignScheduler(LoopingActor):
             for campaign_id in due:
                 try:
                     async with conn.transaction():
-                        await self._start(conn, campaign_id)
-                    result["started"].append(str(campaign_id))
+                        started = await self._start(conn, campaign_id)
+                    if started:
+                        result["started"].append(str(campaign_id))
                 except MailrayError as error:
                     async with conn.transaction():
                         await conn.execute(
@@ -133,13 +135,16 @@ class CampaignScheduler(LoopingActor):
                 log.exception("campaign scheduler: %s failed this round", name)
         return result
 
-    async def _start(self, conn: Any, campaign_id: Any) -> None:
+    async def _start(self, conn: Any, campaign_id: Any) -> bool:
+        """Start a due campaign; False when another round holds it or has already started it."""
         cursor = await conn.execute(
             "SELECT 1 FROM campaigns WHERE id = %s AND status = 'scheduled' FOR UPDATE SKIP LOCKED",
             (campaign_id,),
         )
-        if await cursor.fetchone() is not None:
-            await repository.start_sending(conn, await repository.load_campaign(conn, campaign_id))
+        if await cursor.fetchone() is None:
+            return False
+        await repository.start_sending(conn, await repository.load_campaign(conn, campaign_id))
+        return True
 
     async def _take_back(self, conn: Any, services: Services) -> int:
         return await outbox.take_back(conn, services.settings.sending.lease_s)

@@ -145,13 +145,12 @@ async def still_mine(conn: Conn, row_id: int, sender: str) -> bool:
     return bool(cursor.rowcount)
 
 
-async def renew(conn: Conn, sender: str) -> int:
-    """A live sender's heartbeat: its claims stay its own however long a batch takes."""
-    cursor = await conn.execute(
-        "UPDATE campaign_recipients SET claimed_at = now() WHERE state = 'sending' AND claimed_by = %s",
-        (sender,),
-    )
-    return int(cursor.rowcount)
+async def renew(conn: Conn, sender: str, row_ids: list[int]) -> int:
+    """A live sender's heartbeat over the rows its running batch holds: those stay its own however
+    long the batch takes. Only those: a claim left behind by an earlier incarnation of the same
+    sender (a process Ray had already replaced that still committed a claim) lapses and is taken
+    back, instead of being renewed forever by a sender that will never send it."""
+    return len(await fence(conn, row_ids, sender)) if row_ids else 0
 
 
 async def take_back_own(conn: Conn, sender: str) -> int:

@@ -75,6 +75,13 @@ class Sender:
         self._accepted: list[tuple[int, str, str | None]] = []
         self._fenced: set[int] = set()
         self._fenced_at = 0.0
+        self._batch: list[int] = []
+
+    @property
+    def batch(self) -> list[int]:
+        """The ids of the rows the running step claimed (empty between steps): what the
+        heartbeat renews."""
+        return self._batch
 
     def _buckets(self, domain: str) -> list[TokenBucket]:
         rate = self._settings.per_domain_rate_per_s
@@ -87,7 +94,18 @@ class Sender:
         report = StepReport(claimed=len(rows))
         if not rows:
             return report
-        async with pool.connection() as conn:
+        self._batch = [row.id for row in rows]
+        try:
+            await self._send_batch(rows, report)
+        finally:
+            self._batch = []
+        async with pool.connection() as conn, conn.transaction():
+            await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
+            await outbox.finish_campaigns(conn)
+        return report
+
+    async def _send_batch(self, rows: list[Claimed], report: StepReport) -> None:
+        async with self._services.pool.connection() as conn:
             composed = await self._compose(conn, rows)
             await conn.commit()  # end the composing reads: each record below is a transaction
             await self._take_tokens([item.row.email for item in composed if isinstance(item, Composed)])
@@ -100,10 +118,6 @@ class Sender:
             finally:
                 flusher.cancel()
                 await self._flush()
-        async with pool.connection() as conn, conn.transaction():
-            await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
-            await outbox.finish_campaigns(conn)
-        return report
 
     async def _fence(self, row_ids: list[int]) -> set[int]:
         async with self._recording, self._recorder.transaction():

@@ -100,6 +100,30 @@ async def test_a_dead_senders_rows_come_back_uncertain_and_the_campaign_finishes
     assert await _states(conn, campaign_id) == {"sent": 5, "bounced": 1}
 
 
+async def test_the_heartbeat_renews_the_running_batch_only(conn: Conn) -> None:
+    """A claim an earlier incarnation of the same sender committed (Ray had already replaced it)
+    is not the running batch's: the heartbeat leaves it to lapse, and it comes back uncertain."""
+    _, campaign_id = await _sending_campaign(conn, recipients=4)
+    orphaned = [row for row in await outbox.claim(conn, "sender-0", 2) if row.campaign_id == campaign_id]
+    running = [row for row in await outbox.claim(conn, "sender-0", 2) if row.campaign_id == campaign_id]
+    assert len(orphaned) == len(running) == 2
+    await conn.execute(
+        "UPDATE campaign_recipients SET claimed_at = now() - interval '10 minutes' WHERE campaign_id = %s",
+        (campaign_id,),
+    )
+    assert await outbox.renew(conn, "sender-0", [row.id for row in running]) == 2
+    assert await outbox.renew(conn, "sender-1", [row.id for row in running]) == 0
+    assert await outbox.renew(conn, "sender-0", []) == 0
+    assert await outbox.take_back(conn, lease_s=60) == 2
+    cursor = await conn.execute(
+        "SELECT id, state, uncertain FROM campaign_recipients WHERE campaign_id = %s ORDER BY id",
+        (campaign_id,),
+    )
+    states = {row_id: (state, uncertain) for row_id, state, uncertain in await cursor.fetchall()}
+    assert {states[row.id] for row in orphaned} == {("queued", True)}
+    assert {states[row.id] for row in running} == {("sending", False)}
+
+
 def test_backoff_grows_and_stays_within_its_cap() -> None:
     for attempts in range(1, 8):
         for _ in range(50):
