@@ -114,6 +114,9 @@ class AccountSync:
                     return  # the supervisor starts the loop again when the account is resumed or reconnected
                 try:
                     self._last_report = await engine.sync()
+                    # What a full sync stored becomes searchable now (incremental rounds index
+                    # their own mail); an indexer that died left the rest pending for this.
+                    self._last_report["indexed"] = await engine.index_search()
                     if settings.gmail.pubsub_topic:
                         await engine.ensure_watch(settings.gmail.pubsub_topic, settings.gmail.watch_label_ids)
                     if time.monotonic() >= next_reconcile:

@@ -130,7 +130,8 @@ async def search_emails(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    """Full-text search (web-search syntax: words, "phrases", -exclusions, OR) with filters."""
+    """Full-text search (web-search syntax: words, "phrases", -exclusions, OR) with filters, over
+    the indexed mail (mail.sync.search_index: a full sync's mail is indexed after it is stored)."""
     query = query.strip()
     if not query or len(query) > 500:
         raise ValidationError("q must be 1 to 500 characters", field="q")
@@ -138,7 +139,10 @@ async def search_emails(
         conn,
         principal,
         filters,
-        ["e.search_vector @@ websearch_to_tsquery('english', %(q)s)"],
+        [
+            "(e.id, e.email_date) IN (SELECT s.email_id, s.email_date FROM email_search s "
+            "WHERE s.workspace_id = %(workspace)s AND s.search_vector @@ websearch_to_tsquery('english', %(q)s))"
+        ],
         {"q": query},
         cursor,
         limit,

@@ -32,14 +32,8 @@ _EMAIL_COLUMNS = (
     "labels", "has_attachments", "contact_id", "sent_at", "received_at", "email_date", "raw_size",
     "raw_enc", "parse_errors", "sync_generation",
 )  # fmt: skip
-_STAGING = {"search_text": "text"}
 # Flags and folder follow from the labels through the same SQL for every write path.
 _COMPUTED = {
-    "search_vector": sql.SQL(
-        "setweight(to_tsvector('english', coalesce(subject, '')), 'A') || "
-        "to_tsvector('english', coalesce(from_name, '') || ' ' || coalesce(from_email, '') || ' ' || "
-        "coalesce(search_text, ''))"
-    ),
     "folder": sql.SQL("mailray_folder(labels)"),
     "is_read": sql.SQL("NOT ('UNREAD' = ANY(labels))"),
     "is_starred": sql.SQL("'STARRED' = ANY(labels)"),
@@ -52,8 +46,6 @@ _LABEL_FLAGS = (
     "is_starred = 'STARRED' = ANY(n.labels), is_important = 'IMPORTANT' = ANY(n.labels), "
     "is_draft = 'DRAFT' = ANY(n.labels), is_sent = 'SENT' = ANY(n.labels)"
 )
-# Enough text for search; a longer body is cut rather than bloating the index.
-_SEARCH_TEXT_LIMIT = 20_000
 
 
 class StoredBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,30 +102,15 @@ def _counterpart(message: SyncedMessage) -> Address | None:
     return parsed.from_address
 
 
-async def _ensure_threads(
-    conn: Conn, workspace_id: UUID, account_id: UUID, messages: Sequence[SyncedMessage]
-) -> dict[str, UUID]:
+def _thread_subjects(messages: Sequence[SyncedMessage]) -> dict[str, str]:
     subjects: dict[str, str] = {}
     for message in messages:
         subjects.setdefault(message.gmail.thread_id, message.parsed.subject)
-    thread_ids = list(subjects)
-    await conn.execute(
-        "INSERT INTO threads (workspace_id, account_id, provider_thread_id, subject) "
-        "SELECT %s, %s, t.id, t.subject FROM unnest(%s::text[], %s::text[]) AS t(id, subject) "
-        "ON CONFLICT (account_id, provider_thread_id) DO NOTHING",
-        (workspace_id, account_id, thread_ids, [subjects[t] for t in thread_ids]),
-    )
-    cursor = await conn.execute(
-        "SELECT provider_thread_id, id FROM threads WHERE account_id = %s AND provider_thread_id = ANY(%s)",
-        (account_id, thread_ids),
-    )
-    return {row[0]: row[1] for row in await cursor.fetchall()}
+    return subjects
 
 
-async def _ensure_contacts(
-    conn: Conn, workspace_id: UUID, messages: Sequence[SyncedMessage]
-) -> dict[str, UUID]:
-    """Create (or find) a contact for every address in every address header; key: lowercased email."""
+def _contact_names(messages: Sequence[SyncedMessage]) -> dict[str, str | None]:
+    """Every address in every address header, by lowercased email, with a name where one is given."""
     names: dict[str, str | None] = {}
     for message in messages:
         parsed = message.parsed
@@ -144,20 +121,7 @@ async def _ensure_contacts(
             key = address.email.lower()
             if names.get(key) is None:
                 names[key] = address.name
-    if not names:
-        return {}
-    emails = list(names)
-    await conn.execute(
-        "INSERT INTO contacts (workspace_id, email, display_name, source, first_seen_at) "
-        "SELECT %s, c.email, c.name, 'sync', now() FROM unnest(%s::text[], %s::text[]) AS c(email, name) "
-        "ON CONFLICT (workspace_id, lower(email)) DO NOTHING",
-        (workspace_id, emails, [names[e] for e in emails]),
-    )
-    cursor = await conn.execute(
-        "SELECT lower(email), id FROM contacts WHERE workspace_id = %s AND lower(email) = ANY(%s)",
-        (workspace_id, emails),
-    )
-    return {row[0]: row[1] for row in await cursor.fetchall()}
+    return names
 
 
 async def store_messages(
@@ -172,12 +136,38 @@ async def store_messages(
     """Store fetched messages; those already stored (same provider id) are left as they are."""
     if not messages:
         return StoredBatch(inserted=[], already_stored=0)
-    threads = await _ensure_threads(conn, workspace_id, account_id, messages)
-    contacts = await _ensure_contacts(conn, workspace_id, messages)
-    cursor = await conn.execute(
-        "SELECT nextval('emails_id_seq') FROM generate_series(1, %s)", (len(messages),)
-    )
-    ids = [row[0] for row in await cursor.fetchall()]
+    subjects, names = _thread_subjects(messages), _contact_names(messages)
+    thread_ids, emails = list(subjects), list(names)
+    # Threads and contacts are created (or found) and the emails' ids taken in one round trip:
+    # five statements in a pipeline, each inserting statement followed by its own lookup (a
+    # separate statement, so it also sees a row another transaction committed meanwhile).
+    async with conn.pipeline():
+        await conn.execute(
+            "INSERT INTO threads (workspace_id, account_id, provider_thread_id, subject) "
+            "SELECT %s, %s, t.id, t.subject FROM unnest(%s::text[], %s::text[]) AS t(id, subject) "
+            "ON CONFLICT (account_id, provider_thread_id) DO NOTHING",
+            (workspace_id, account_id, thread_ids, [subjects[t] for t in thread_ids]),
+        )
+        thread_rows = await conn.execute(
+            "SELECT provider_thread_id, id FROM threads WHERE account_id = %s AND provider_thread_id = ANY(%s)",
+            (account_id, thread_ids),
+        )
+        await conn.execute(
+            "INSERT INTO contacts (workspace_id, email, display_name, source, first_seen_at) "
+            "SELECT %s, c.email, c.name, 'sync', now() FROM unnest(%s::text[], %s::text[]) AS c(email, name) "
+            "ON CONFLICT (workspace_id, lower(email)) DO NOTHING",
+            (workspace_id, emails, [names[e] for e in emails]),
+        )
+        contact_rows = await conn.execute(
+            "SELECT lower(email), id FROM contacts WHERE workspace_id = %s AND lower(email) = ANY(%s)",
+            (workspace_id, emails),
+        )
+        id_rows = await conn.execute(
+            "SELECT nextval('emails_id_seq') FROM generate_series(1, %s)", (len(messages),)
+        )
+    threads: dict[str, UUID] = dict(await thread_rows.fetchall())
+    contacts: dict[str, UUID] = dict(await contact_rows.fetchall())
+    ids = [row[0] for row in await id_rows.fetchall()]
     rows: list[tuple[Any, ...]] = []
     for email_id, message in zip(ids, messages, strict=True):
         gmail, parsed = message.gmail, message.parsed
@@ -200,25 +190,37 @@ async def store_messages(
                 parsed.date or internal_date if sent else parsed.date,  # parse_message gives UTC
                 None if sent else internal_date,
                 internal_date, parsed.raw_size, raw_enc, parsed.parse_errors, generation,
-                (parsed.text_body or parsed.snippet or "")[:_SEARCH_TEXT_LIMIT],
             )
         )  # fmt: skip
     inserted = await copy_upsert(
-        conn,
-        "emails",
-        (*_EMAIL_COLUMNS, "search_text"),
-        rows,
-        staging_columns=_STAGING,
-        computed=_COMPUTED,
+        conn, "emails", _EMAIL_COLUMNS, rows, computed=_COMPUTED,
         returning=("id", "provider_message_id", "email_date"),
-    )
+    )  # fmt: skip
     by_provider_id = {message.gmail.id: message for message in messages}
     await _store_attachments(conn, keyring, workspace_id, inserted, by_provider_id)
-    await refresh_threads(
-        conn, workspace_id, {threads[m.gmail.thread_id] for m in messages if m.gmail.thread_id in threads}
-    )
+    async with conn.pipeline():
+        await _add_search_pending(conn, workspace_id, account_id, inserted)
+        await refresh_threads(
+            conn,
+            workspace_id,
+            {threads[m.gmail.thread_id] for m in messages if m.gmail.thread_id in threads},
+            emptied=False,  # storing adds messages: no thread loses its last one here
+        )
     return StoredBatch(
         inserted=[(row[0], row[1]) for row in inserted], already_stored=len(messages) - len(inserted)
+    )
+
+
+async def _add_search_pending(
+    conn: Conn, workspace_id: UUID, account_id: UUID, stored: Sequence[tuple[Any, ...]]
+) -> None:
+    """Newly stored emails wait for the indexer (mail.sync.search_index): one row each, no vector."""
+    if not stored:
+        return
+    await conn.execute(
+        "INSERT INTO email_search (email_id, email_date, workspace_id, account_id) "
+        "SELECT s.id, s.date, %s, %s FROM unnest(%s::bigint[], %s::timestamptz[]) AS s(id, date)",
+        (workspace_id, account_id, [row[0] for row in stored], [row[2] for row in stored]),
     )
 
 
@@ -251,8 +253,11 @@ async def _store_attachments(
         )  # fmt: skip
 
 
-async def refresh_threads(conn: Conn, workspace_id: UUID, thread_ids: set[UUID]) -> None:
-    """Recount the threads' messages, unread messages, dates and participants from their emails."""
+async def refresh_threads(
+    conn: Conn, workspace_id: UUID, thread_ids: set[UUID], *, emptied: bool = True
+) -> None:
+    """Recount the threads' messages, unread messages, dates and participants from their emails;
+    `emptied`: some may have lost their last message (a deletion), and are zeroed."""
     if not thread_ids:
         return
     params = {"workspace": workspace_id, "threads": list(thread_ids)}
@@ -273,6 +278,8 @@ async def refresh_threads(conn: Conn, workspace_id: UUID, thread_ids: set[UUID])
         "WHERE t.id = s.thread_id",
         params,
     )
+    if not emptied:
+        return
     # Threads whose last message went away.
     await conn.execute(
         "UPDATE threads SET message_count = 0, unread_count = 0, updated_at = now() WHERE id = ANY(%s) "

@@ -48,7 +48,9 @@ class Setup:
     async def sync(self, account_id: str) -> None:
         client = await open_account_client(self.services, uuid.UUID(account_id))
         try:
-            await SyncEngine(self.services, uuid.UUID(account_id), client).sync()
+            engine = SyncEngine(self.services, uuid.UUID(account_id), client)
+            await engine.sync()
+            await engine.index_search()  # as the account's actor does after each round
         finally:
             await client.close()
 

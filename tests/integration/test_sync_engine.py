@@ -16,6 +16,7 @@ import pytest
 from mail.gmail.account_client import open_account_client
 from mail.services import Services
 from mail.sync.engine import SyncEngine
+from mail.sync.search_index import pending_count
 from tests.sync_helpers import (
     assert_store_equals_mailbox,
     connected_account,
@@ -88,6 +89,47 @@ def _raw(subject: str, body: str = "hello") -> bytes:
     message["Message-ID"] = f"<{subject.replace(' ', '-')}@example.com>"
     message.set_content(body)
     return message.as_bytes()
+
+
+async def _search(rig: Rig, word: str) -> set[str]:
+    async with await psycopg.AsyncConnection.connect(rig.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT e.subject FROM emails e JOIN email_search s ON s.email_id = e.id AND s.email_date = e.email_date "
+            "WHERE e.account_id = %s AND s.search_vector @@ plainto_tsquery('english', %s)",
+            (rig.account_id, word),
+        )
+        return {row[0] for row in await cursor.fetchall()}
+
+
+async def _pending(rig: Rig) -> int:
+    async with await psycopg.AsyncConnection.connect(rig.database_url) as conn:
+        return await pending_count(conn, rig.account_id)
+
+
+async def test_full_sync_mail_is_indexed_after_it_is_stored_and_incremental_mail_at_once(
+    rig_factory: RigFactory,
+) -> None:
+    rig = await rig_factory(120)
+    rig.emulator.add_message(USER, _raw("Kumquat order", "the word quintessentially is in here"))
+    await rig.sync()
+    await rig.assert_in_sync()
+    assert await _pending(rig) == 121  # stored, not indexed yet
+    assert await _search(rig, "quintessentially") == set()
+    engine = await rig.engine()
+    try:
+        assert await engine.index_search() == 121
+        assert await engine.index_search() == 0
+    finally:
+        await engine._client.close()  # type: ignore[attr-defined]
+    assert await _search(rig, "quintessential") == {"Kumquat order"}  # the body, stemmed
+    assert await _search(rig, "kumquat") == {"Kumquat order"}  # the subject
+    assert await _search(rig, "bo@example.com") == {"Kumquat order"}  # the sender
+
+    rig.emulator.add_message(USER, _raw("Persimmon news", "an incrementally synced zebrafish"))
+    report = await rig.sync()
+    assert report["incremental"].added == 1
+    assert await _pending(rig) == 0  # indexed in the same round
+    assert await _search(rig, "zebrafish") == {"Persimmon news"}
 
 
 async def test_full_sync_stores_every_message_once_with_labels_threads_and_contacts(

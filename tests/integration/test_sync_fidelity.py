@@ -66,7 +66,11 @@ async def test_full_sync_of_the_corpus_is_faithful(
         account_id = await connected_account(services, emulator, USER)
         client = await open_account_client(services, account_id)
         try:
-            await SyncEngine(services, account_id, client).sync()
+            engine = SyncEngine(services, account_id, client)
+            await engine.sync()
+            # Every message is indexed, the unreadable ones too (by subject, sender, snippet).
+            assert await engine.index_search() == len(files)
+            assert await engine.index_search() == 0
         finally:
             await client.close()
     finally:

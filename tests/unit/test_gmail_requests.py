@@ -46,6 +46,17 @@ def test_message_get() -> None:
     assert "authorization" not in request.headers
 
 
+@pytest.mark.parametrize("message_id", ["18c0ffee", "a/b?c#d", "Ünï cödé", "x%2Fy", "-._~", "100%"])
+@pytest.mark.parametrize("format", ["raw", "full", "minimal", "metadata"])
+def test_message_get_from_the_template_equals_the_library_request(message_id: str, format: str) -> None:
+    requests = GmailRequests(ENDPOINT + "/")
+    requests.get_message("warm-up", format=format)  # the template is made by the first call
+    built = discovery.to_api_request(
+        gmail_service(ENDPOINT).users().messages().get(userId="me", id=message_id, format=format)
+    )
+    assert requests.get_message(message_id, format=format) == built
+
+
 def test_message_list_parameters() -> None:
     request = GmailRequests(ENDPOINT).list_messages(
         page_token="p2", max_results=100, q="from:ana@acme.test is:unread", label_ids=["INBOX", "SENT"]
