@@ -4,7 +4,7 @@
   back the rows it held under its name (it may have sent any of them: they come back uncertain),
   and while it runs it renews its claims so the scheduler never takes back a live sender's rows.
 - `CampaignScheduler` (`campaign-scheduler`): every second starts the scheduled campaigns that
-  are due, takes back rows whose sender stopped renewing them (a sender that died for good),
+  are due, decides the A/B tests whose wait is over (mail.campaigns.ab_round), takes back rows whose sender stopped renewing them (a sender that died for good),
   pauses campaigns over a guardrail (mail.sending.guardrails), and marks campaigns with nothing
   left to send as sent.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from actors.looping import LoopingActor
-from mail.campaigns import repository
+from mail.campaigns import ab_round, repository
 from mail.errors import MailrayError
 from mail.sending import guardrails, outbox
 from mail.sending.compose import compose_plain
@@ -124,6 +124,7 @@ class CampaignScheduler(LoopingActor):
                         )
                     result["failedToStart"][str(campaign_id)] = str(error)
         for name, step in (
+            ("decided", self._decide_ab_tests),
             ("takenBack", self._take_back),
             ("paused", self._guard),
             ("finished", self._finish),
@@ -145,6 +146,13 @@ class CampaignScheduler(LoopingActor):
             return False
         await repository.start_sending(conn, await repository.load_campaign(conn, campaign_id))
         return True
+
+    async def _decide_ab_tests(self, conn: Any, services: Services) -> dict[str, str | None]:
+        decided = await ab_round.decide_due(conn, services.settings.campaigns)
+        for campaign_id, decision in decided.items():
+            log.info("campaign %s: A/B test decided: winner %s (%s)", campaign_id, decision.winner,
+                     "significant" if decision.significant else decision.reason)  # fmt: skip
+        return {str(campaign_id): decision.winner for campaign_id, decision in decided.items()}
 
     async def _take_back(self, conn: Any, services: Services) -> int:
         return await outbox.take_back(conn, services.settings.sending.lease_s)

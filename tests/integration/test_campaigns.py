@@ -12,9 +12,10 @@ import psycopg
 import pytest
 
 from mail import auth, contacts
-from mail.campaigns import filters, repository
+from mail.campaigns import ab_round, filters, repository
 from mail.errors import Conflict, ValidationError
 from models.campaigns import AbTestSettings, CampaignInput, ContactInput, RecipientFilter, VariantInput
+from models.settings import CampaignSettings
 from models.tenancy import Principal
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -261,6 +262,94 @@ async def test_ab_test_cohorts_follow_the_percentages_and_the_rest_waits(
     assert sorted(by_variant.values()) == [20, 20]
     assert {row[3] for row in test} == {"queued"}
     assert {(row[2], row[3]) for row in rest} == {(None, "held")}  # no variant until the decision
+
+
+async def _sent_ab_test(
+    conn: Conn, owner: Principal, opens: dict[str, int], *, wait_hours: float = 1.0
+) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
+    """An A/B test of 400 recipients (half of them the test cohort, 100 per variant) whose test
+    rows were sent two hours ago; `opens[name]` of each variant's test recipients opened as
+    humans, and 50 more of variant A's only through an image proxy (machine opens)."""
+    suffix = uuid.uuid4().hex[:6]
+    for index in range(400):
+        await _add(conn, owner, f"abd{index:03}-{suffix}@example.com", f"ab-{suffix}")
+    variants = [
+        VariantInput(name="A", percentage=50, subject="A"),
+        VariantInput(name="B", percentage=50, subject="B"),
+    ]
+    campaign = await repository.create_campaign(conn, owner, _campaign(
+        is_ab_test=True, variants=variants, ab_test=AbTestSettings(test_percentage=50, wait_hours=wait_hours),
+        recipient_filter=RecipientFilter(tags=[f"ab-{suffix}"])))  # fmt: skip
+    await repository.send_now(conn, owner, campaign.id)
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = 'sent', sent_at = now() - interval '2 hours' "
+        "WHERE campaign_id = %s AND cohort = 'test'",
+        (campaign.id,),
+    )
+    names = {
+        variant.name: variant.id for variant in (await repository.load_campaign(conn, campaign.id)).variants
+    }
+    for name, variant_id in names.items():
+        cursor = await conn.execute(
+            "SELECT id, email FROM campaign_recipients WHERE campaign_id = %s AND variant_id = %s ORDER BY id",
+            (campaign.id, variant_id),
+        )
+        for index, (recipient_id, email) in enumerate(await cursor.fetchall()):
+            human = index < opens[name]
+            machine = name == "A" and opens[name] <= index < opens[name] + 50
+            cursor = await conn.execute(
+                "INSERT INTO tracked_emails (workspace_id, campaign_id, variant_id, recipient_id, recipient_email) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (owner.workspace_id, campaign.id, variant_id, recipient_id, email),
+            )
+            (email_id,) = await cursor.fetchone()  # type: ignore[misc]
+            if human or machine:
+                await conn.execute(
+                    "INSERT INTO email_engagement (email_id, workspace_id, campaign_id, opens, human_opens) "
+                    "VALUES (%s, %s, %s, 1, %s)",
+                    (email_id, owner.workspace_id, campaign.id, 1 if human else 0),
+                )
+    return campaign.id, names
+
+
+async def test_an_ab_test_is_decided_after_its_wait_on_human_opens_and_the_rest_gets_the_winner(
+    conn: Conn, owner: Principal
+) -> None:
+    campaign_id, names = await _sent_ab_test(conn, owner, {"A": 10, "B": 40})
+    decided = await ab_round.decide_due(conn, CampaignSettings())
+    decision = decided[campaign_id]
+    assert decision.winner == str(names["B"]) and decision.significant
+    assert [(v.sent, v.successes) for v in decision.variants] == [(100, 10), (100, 40)]  # proxy opens ignored
+    campaign = await repository.load_campaign(conn, campaign_id)
+    assert campaign.winning_variant == names["B"]
+    assert campaign.ab_decision is not None and campaign.ab_decision["significant"] is True
+    assert {v.name: v.status for v in campaign.variants} == {"A": "loser", "B": "winner"}
+    rest = [row for row in await _outbox(conn, campaign_id) if row[1] == "rest"]
+    assert len(rest) == 200 and {(row[2], row[3]) for row in rest} == {(names["B"], "queued")}
+    assert campaign_id not in await ab_round.decide_due(conn, CampaignSettings())  # decided once
+
+
+async def test_an_ab_test_without_significance_uses_the_fallback_or_waits(
+    conn: Conn, owner: Principal
+) -> None:
+    close, names = await _sent_ab_test(conn, owner, {"A": 20, "B": 23})
+    decision = (await ab_round.decide_due(conn, CampaignSettings()))[close]
+    assert decision.winner == str(names["B"]) and not decision.significant  # "highest"
+    assert decision.reason and decision.fallback == "highest"
+
+    held, _ = await _sent_ab_test(conn, owner, {"A": 20, "B": 23})
+    decision = (await ab_round.decide_due(conn, CampaignSettings(ab_fallback="none")))[held]
+    assert decision.winner is None
+    assert {row[3] for row in await _outbox(conn, held) if row[1] == "rest"} == {"held"}
+
+    waiting, _ = await _sent_ab_test(conn, owner, {"A": 10, "B": 40}, wait_hours=3)
+    assert waiting not in await ab_round.decide_due(conn, CampaignSettings())  # sent 2 hours ago
+    await conn.execute("UPDATE campaign_recipients SET state = 'queued' WHERE id = (SELECT min(id) FROM "
+                       "campaign_recipients WHERE campaign_id = %s AND cohort = 'test')", (waiting,))  # fmt: skip
+    await conn.execute(
+        "UPDATE campaigns SET ab_test = ab_test || '{\"waitHours\": 0}' WHERE id = %s", (waiting,)
+    )
+    assert waiting not in await ab_round.decide_due(conn, CampaignSettings())  # a test row is still to send
 
 
 async def test_local_time_sending_is_due_at_the_hour_in_each_zone(conn: Conn, owner: Principal) -> None:
