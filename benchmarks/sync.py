@@ -567,6 +567,11 @@ _BASE_COLUMNS = (
     "subject", "from_email", "from_name", "to_emails", "cc_emails", "snippet", "labels", "email_date",
     "raw_size", "parse_errors",
 )  # fmt: skip
+# The engine tells psycopg its columns' types; so does the baseline.
+_BASE_TYPES = (
+    "uuid", "uuid", "text", "text", "text", "text[]", "text", "text", "text", "text[]", "text[]", "text",
+    "text[]", "timestamptz", "integer", "text[]",
+)  # fmt: skip
 _FALLBACK_DATE = datetime(2002, 1, 1, tzinfo=UTC)
 
 
@@ -601,8 +606,9 @@ async def baseline(database_url: str, root: Path, *, index: bool, chunk: int = 5
                     "SELECT nextval('emails_id_seq') FROM generate_series(1, %s)", (len(rows),)
                 )
                 ids = [row[0] for row in await cursor.fetchall()]
+                numbered = [(i, *r) for i, r in zip(ids, rows, strict=True)]
                 await copy_rows(
-                    conn, "emails", ("id", *_BASE_COLUMNS), [(i, *r) for i, r in zip(ids, rows, strict=True)]
+                    conn, "emails", ("id", *_BASE_COLUMNS), numbered, types=("bigint", *_BASE_TYPES)
                 )
                 await conn.execute(
                     "INSERT INTO email_search (email_id, email_date, workspace_id, account_id, search_vector) "
@@ -614,7 +620,7 @@ async def baseline(database_url: str, root: Path, *, index: bool, chunk: int = 5
                      [r[7] for r in rows], texts),
                 )  # fmt: skip
             else:
-                await copy_rows(conn, "emails", _BASE_COLUMNS, rows)
+                await copy_rows(conn, "emails", _BASE_COLUMNS, rows, types=_BASE_TYPES)
             await conn.commit()
             count += len(rows)
     return count, time.perf_counter() - began

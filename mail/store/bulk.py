@@ -23,14 +23,24 @@ Row = Sequence[Any]
 
 
 async def copy_rows(
-    conn: psycopg.AsyncConnection[Any], table: str, columns: Sequence[str], rows: Iterable[Row]
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    *,
+    types: Sequence[str] | None = None,
 ) -> int:
-    """COPY rows into table; return how many were sent. Runs in the caller's transaction."""
+    """COPY rows into table; return how many were sent. Runs in the caller's transaction.
+
+    `types` (Postgres type names, one per column) spares psycopg working out how to write each
+    value from the value itself: about half its per-row cost where rows hold arrays."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     count = 0
     async with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        if types is not None:
+            copy.set_types(list(types))
         for row in rows:
             await copy.write_row(row)
             count += 1

@@ -15,7 +15,6 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from psycopg import sql
 
 from mail.crypto import Keyring
 from mail.key_rotation import column_context
@@ -31,16 +30,35 @@ _EMAIL_COLUMNS = (
     "to_emails", "cc_emails", "bcc_emails", "reply_to", "body_html_enc", "body_text_enc", "snippet",
     "labels", "has_attachments", "contact_id", "sent_at", "received_at", "email_date", "raw_size",
     "raw_enc", "parse_errors", "sync_generation",
+    "folder", "is_read", "is_starred", "is_important", "is_draft", "is_sent",
 )  # fmt: skip
-# Flags and folder follow from the labels through the same SQL for every write path.
-_COMPUTED = {
-    "folder": sql.SQL("mailray_folder(labels)"),
-    "is_read": sql.SQL("NOT ('UNREAD' = ANY(labels))"),
-    "is_starred": sql.SQL("'STARRED' = ANY(labels)"),
-    "is_important": sql.SQL("'IMPORTANT' = ANY(labels)"),
-    "is_draft": sql.SQL("'DRAFT' = ANY(labels)"),
-    "is_sent": sql.SQL("'SENT' = ANY(labels)"),
-}
+_EMAIL_TYPES = (
+    "bigint", "uuid", "uuid", "text", "text", "numeric",
+    "text", "uuid", "text", "text[]", "text", "text", "text",
+    "text[]", "text[]", "text[]", "text", "bytea", "bytea", "text",
+    "text[]", "boolean", "uuid", "timestamptz", "timestamptz", "timestamptz", "integer",
+    "bytea", "text[]", "integer",
+    "text", "boolean", "boolean", "boolean", "boolean", "boolean",
+)  # fmt: skip
+_EMAIL_DATE = _EMAIL_COLUMNS.index("email_date")
+# Where a message shows, from its Gmail labels, first match wins. SQL's mailray_folder(), which
+# label changes use, says the same: tests/integration/test_sync_engine.py holds the two together.
+_FOLDER_BY_LABEL = (
+    ("TRASH", "trash"),
+    ("SPAM", "spam"),
+    ("DRAFT", "drafts"),
+    ("INBOX", "inbox"),
+    ("SENT", "sent"),
+)
+
+
+def label_columns(labels: Sequence[str]) -> tuple[str, bool, bool, bool, bool, bool]:
+    """folder, is_read, is_starred, is_important, is_draft, is_sent of a message with `labels`."""
+    folder = next((name for label, name in _FOLDER_BY_LABEL if label in labels), "archive")
+    return (folder, "UNREAD" not in labels, "STARRED" in labels, "IMPORTANT" in labels, "DRAFT" in labels,
+            "SENT" in labels)  # fmt: skip
+
+
 _LABEL_FLAGS = (
     "folder = mailray_folder(n.labels), is_read = NOT ('UNREAD' = ANY(n.labels)), "
     "is_starred = 'STARRED' = ANY(n.labels), is_important = 'IMPORTANT' = ANY(n.labels), "
@@ -175,6 +193,7 @@ async def store_messages(
         sent = "SENT" in gmail.label_ids
         counterpart = _counterpart(message)
         raw_enc = _encrypt(keyring, "emails", "raw_enc", email_id, gmail.raw) if parsed.parse_errors else None
+        labels = sorted(gmail.label_ids)
         rows.append(
             (
                 email_id, workspace_id, account_id, gmail.id, gmail.thread_id, gmail.history_id,
@@ -185,17 +204,15 @@ async def store_messages(
                 parsed.reply_to[0].email if parsed.reply_to else None,
                 _encrypt(keyring, "emails", "body_html_enc", email_id, parsed.html_body),
                 _encrypt(keyring, "emails", "body_text_enc", email_id, parsed.text_body),
-                parsed.snippet or gmail.snippet, sorted(gmail.label_ids), bool(parsed.attachments),
+                parsed.snippet or gmail.snippet, labels, bool(parsed.attachments),
                 contacts.get(counterpart.email.lower()) if counterpart else None,
                 parsed.date or internal_date if sent else parsed.date,  # parse_message gives UTC
                 None if sent else internal_date,
                 internal_date, parsed.raw_size, raw_enc, parsed.parse_errors, generation,
+                *label_columns(labels),
             )
         )  # fmt: skip
-    inserted = await copy_upsert(
-        conn, "emails", _EMAIL_COLUMNS, rows, computed=_COMPUTED,
-        returning=("id", "provider_message_id", "email_date"),
-    )  # fmt: skip
+    inserted = await _insert_new(conn, rows)
     by_provider_id = {message.gmail.id: message for message in messages}
     await _store_attachments(conn, keyring, workspace_id, inserted, by_provider_id)
     async with conn.pipeline():
@@ -209,6 +226,22 @@ async def store_messages(
     return StoredBatch(
         inserted=[(row[0], row[1]) for row in inserted], already_stored=len(messages) - len(inserted)
     )
+
+
+async def _insert_new(conn: Conn, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Insert email rows; (id, provider message id, email date) of those that were not stored.
+
+    Every caller stores messages it found missing, so the rows are COPYed straight into `emails`.
+    One that is stored after all (listed twice while the mailbox changed, or written meanwhile by
+    another writer) fails the COPY on the unique key; then the batch goes through a staging
+    table that skips what is stored (mail.store.bulk.copy_upsert), about twice the work."""
+    try:
+        async with conn.transaction():  # a savepoint: the failed COPY leaves nothing behind
+            await copy_rows(conn, "emails", _EMAIL_COLUMNS, rows, types=_EMAIL_TYPES)
+    except psycopg.errors.UniqueViolation:
+        return await copy_upsert(conn, "emails", _EMAIL_COLUMNS, rows,
+                                 returning=("id", "provider_message_id", "email_date"))  # fmt: skip
+    return [(row[0], row[3], row[_EMAIL_DATE]) for row in rows]
 
 
 async def _add_search_pending(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,10 +14,14 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from mail import accounts
 from mail.gmail.account_client import open_account_client
+from mail.mime import parse_message
 from mail.services import Services
 from mail.sync.engine import SyncEngine
 from mail.sync.search_index import pending_count
+from mail.sync.store import StoredBatch, SyncedMessage, label_columns, store_messages
+from models.gmail import GmailMessage
 from tests.sync_helpers import (
     assert_store_equals_mailbox,
     connected_account,
@@ -130,6 +135,52 @@ async def test_full_sync_mail_is_indexed_after_it_is_stored_and_incremental_mail
     assert report["incremental"].added == 1
     assert await _pending(rig) == 0  # indexed in the same round
     assert await _search(rig, "zebrafish") == {"Persimmon news"}
+
+
+async def test_folder_and_flags_from_labels_match_the_sql_rule(rig_factory: RigFactory) -> None:
+    """Storing computes them in Python, label changes in SQL (mailray_folder): both say the same."""
+    rig = await rig_factory(0)
+    names = ["TRASH", "SPAM", "DRAFT", "INBOX", "SENT", "UNREAD", "STARRED", "IMPORTANT", "CATEGORY_SOCIAL"]
+    subsets = [sorted(n for bit, n in enumerate(names) if mask >> bit & 1) for mask in range(2 ** len(names))]
+    async with await psycopg.AsyncConnection.connect(rig.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT mailray_folder(l), NOT ('UNREAD' = ANY(l)), 'STARRED' = ANY(l), 'IMPORTANT' = ANY(l), "
+            "'DRAFT' = ANY(l), 'SENT' = ANY(l) FROM unnest(%s::text[]) WITH ORDINALITY AS s(j, n), "
+            "LATERAL (SELECT j::text[] AS l) x ORDER BY n",
+            ([json.dumps(subset).replace("[", "{").replace("]", "}") for subset in subsets],),
+        )
+        in_sql = await cursor.fetchall()
+    assert [label_columns(subset) for subset in subsets] == in_sql
+
+
+async def test_a_batch_with_a_message_stored_meanwhile_stores_only_the_new_ones(
+    rig_factory: RigFactory,
+) -> None:
+    rig = await rig_factory(0)
+    workspace_id = (await _identity(rig))[0]
+
+    def synced(number: int) -> SyncedMessage:
+        raw = _raw(f"Batch message {number}")
+        gmail = GmailMessage(id=f"batch{number}", thread_id=f"thread{number}", label_ids=["INBOX"], history_id=1,
+                             internal_date_ms=1_700_000_000_000 + number, size_estimate=len(raw), raw=raw)  # fmt: skip
+        return SyncedMessage(gmail=gmail, parsed=parse_message(raw))
+
+    async def store(messages: list[SyncedMessage]) -> StoredBatch:
+        async with rig.services.pool.connection() as conn, conn.transaction():
+            return await store_messages(conn, rig.services.keyring, workspace_id=workspace_id,
+                                        account_id=rig.account_id, generation=1, messages=messages)  # fmt: skip
+
+    first = await store([synced(1), synced(2)])
+    assert [provider_id for _, provider_id in first.inserted] == ["batch1", "batch2"]
+    again = await store([synced(2), synced(3), synced(1)])  # the COPY fails; the staging path skips 1 and 2
+    assert [provider_id for _, provider_id in again.inserted] == ["batch3"] and again.already_stored == 2
+    assert await count_rows(rig.database_url, rig.account_id) == 3
+    assert await _pending(rig) == 3  # each stored once, each waiting for the indexer once
+
+
+async def _identity(rig: Rig) -> tuple[UUID, str]:
+    async with rig.services.pool.connection() as conn:
+        return await accounts.account_identity(conn, rig.account_id)
 
 
 async def test_full_sync_stores_every_message_once_with_labels_threads_and_contacts(
