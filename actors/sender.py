@@ -4,7 +4,8 @@
   back the rows it held under its name (it may have sent any of them: they come back uncertain),
   and while it runs it renews its claims so the scheduler never takes back a live sender's rows.
 - `CampaignScheduler` (`campaign-scheduler`): every second starts the scheduled campaigns that
-  are due, decides the A/B tests whose wait is over (mail.campaigns.ab_round), takes back rows whose sender stopped renewing them (a sender that died for good),
+  are due, acts on the bounces in `sending.bounce_maildir` (mail.bounces.ingest), decides the A/B
+  tests whose wait is over (mail.campaigns.ab_round), takes back rows whose sender stopped renewing them (a sender that died for good),
   pauses campaigns over a guardrail (mail.sending.guardrails), and marks campaigns with nothing
   left to send as sent.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.looping import LoopingActor
+from mail.bounces.ingest import ingest_maildir
 from mail.campaigns import ab_round, repository
 from mail.errors import MailrayError
 from mail.sending import guardrails, outbox
@@ -123,6 +126,11 @@ class CampaignScheduler(LoopingActor):
                             (f"could not start: {error}"[:500], campaign_id),
                         )
                     result["failedToStart"][str(campaign_id)] = str(error)
+        if services.settings.sending.bounce_maildir:
+            try:
+                result["bounces"] = await self._ingest_bounces(services)
+            except Exception:
+                log.exception("campaign scheduler: ingesting bounces failed this round")
         for name, step in (
             ("decided", self._decide_ab_tests),
             ("takenBack", self._take_back),
@@ -146,6 +154,16 @@ class CampaignScheduler(LoopingActor):
             return False
         await repository.start_sending(conn, await repository.load_campaign(conn, campaign_id))
         return True
+
+    async def _ingest_bounces(self, services: Services) -> dict[str, int]:
+        found = await ingest_maildir(
+            services.pool,
+            services.redis,
+            Path(services.settings.sending.bounce_maildir),
+            services.settings.sending,
+        )
+        return {"reports": found.reports, "hard": found.hard, "softRetried": found.soft_retried,
+                "blocked": found.blocked, "unmatched": found.unmatched}  # fmt: skip
 
     async def _decide_ab_tests(self, conn: Any, services: Services) -> dict[str, str | None]:
         decided = await ab_round.decide_due(conn, services.settings.campaigns)

@@ -8,8 +8,10 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 import typer
 
 from mail.errors import MailrayError
@@ -530,6 +532,32 @@ def bounces_classify(
         unreadable += not readable
     if unreadable:
         raise typer.Exit(code=1)
+
+
+@bounces_app.command("ingest")
+def bounces_ingest(
+    maildir: Annotated[
+        Path, typer.Option(help="A maildir that bounces are delivered to (its new/ is read).")
+    ],
+) -> None:
+    """Act on the bounces in a maildir (link, record, suppress, requeue, alert); print the counts.
+
+    Each message moves to cur/ once acted on; reading one again changes nothing.
+    """
+    from mail.bounces.ingest import ingest_maildir
+    from mail.services import open_services
+
+    settings = _resolved()
+
+    async def job() -> Any:
+        services = await open_services(settings)
+        try:
+            return await ingest_maildir(services.pool, services.redis, maildir, settings.sending)
+        finally:
+            await services.close()
+
+    result = _run(job)
+    typer.echo(msgspec.json.encode(result).decode())
 
 
 def main() -> None:

@@ -176,6 +176,7 @@ def _check(settings: Settings) -> None:
             f"pool_min_size ({database.pool_min_size}), got {database.pool_max_size}"
         )
     _within("ray.worker_niceness", settings.ray.worker_niceness, 0, 19)
+    _within("sending.soft_bounce_limit", settings.sending.soft_bounce_limit, 1)
     if settings.serve.haproxy_threads is not None:
         _within("serve.haproxy_threads", settings.serve.haproxy_threads, 1, 64)
     for key_id in settings.security.keys:

@@ -58,7 +58,23 @@ class EmailUnsubscribed(
     data: EngagementData
 
 
-Event = EmailReceived | EmailOpened | EmailClicked | EmailUnsubscribed
+class BounceAlertData(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    campaign_id: UUID
+    recipient: str
+    reason: str
+    status: str
+    diagnostic: str
+
+
+class BounceAlert(msgspec.Struct, frozen=True, kw_only=True, tag="bounce.blocked", tag_field="event"):
+    """A receiver refused a campaign's message for policy, spam or a blocklist: the sender's
+    reputation, not the address, is the problem (mail.bounces.ingest)."""
+
+    workspace_id: UUID = msgspec.field(name="workspaceId")
+    data: BounceAlertData
+
+
+Event = EmailReceived | EmailOpened | EmailClicked | EmailUnsubscribed | BounceAlert
 
 event_encoder = msgspec.json.Encoder()
 # Annotated: `Event` is a union, which msgspec's stubs type as Decoder[Any] without it.

@@ -160,6 +160,12 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     # exponentially from retry_base_s with full jitter, then recorded as failed.
     max_attempts: int = 5
     retry_base_s: float = 30.0
+    # An address whose mail soft-bounces (mailbox full, ...) this often is suppressed; until then
+    # a soft bounce after acceptance queues the message again (mail.bounces.ingest).
+    soft_bounce_limit: int = 3
+    # A maildir the relay delivers bounces to (the SMTP sink's --dsn-maildir, or a mailbox's): the
+    # campaign scheduler acts on what arrives there every round. Empty: none.
+    bounce_maildir: str = ""
     # A taken-back row may or may not have been delivered (the sender died between the server's
     # 250 and recording it). Where the transport can tell, it is asked; where it cannot:
     # "resend" (at least once) or "skip" (at most once: recorded as failed, uncertain).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +119,36 @@ def test_keys_rotate_re_encrypts_stored_secrets(cli_env: dict[str, str]) -> None
         assert new_keyring.decrypt_text(blob, context=context) == accounts[account_id]
     again = _mailray(cli_env, "keys", "rotate", "--no-new-key")
     assert "email_accounts.refresh_token_enc: 0 re-encrypted of 25" in again.stdout
+
+
+def test_bounces_ingest_reads_a_maildir_once_and_refuses_a_folder_that_is_none(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert _mailray(cli_env, "migrate").returncode == 0
+    maildir = tmp_path / "bounces"
+    (maildir / "new").mkdir(parents=True)
+    (maildir / "new" / "1").write_bytes(
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\nTo: news@sender.test\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        b"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        b"Final-Recipient: rfc822; nobody-here@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n--b1--\r\n"
+    )
+    first = _mailray(cli_env, "bounces", "ingest", "--maildir", str(maildir))
+    assert first.returncode == 0, first.stderr
+    counts = json.loads(first.stdout)
+    assert (counts["reports"], counts["recipients"], counts["unmatched"]) == (
+        1,
+        1,
+        1,
+    )  # nothing of ours bounced
+    assert [path.name for path in (maildir / "cur").iterdir()] == ["1:2,S"]
+    assert (
+        json.loads(_mailray(cli_env, "bounces", "ingest", "--maildir", str(maildir)).stdout)["reports"] == 0
+    )
+
+    missing = _mailray(cli_env, "bounces", "ingest", "--maildir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"mailray: {tmp_path / 'nowhere'}: not a maildir (it has no new/ folder)"

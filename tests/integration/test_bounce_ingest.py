@@ -1,0 +1,166 @@
+"""Bounces after acceptance, end to end on real services: a campaign goes through the SMTP sink,
+whose `bounce:` rules mail RFC 3464 reports back into a maildir; ingesting that maildir links
+each report to the outbox row by its Message-ID and acts by kind (hard: bounced and suppressed;
+soft: queued again, suppressed past the limit; blocked: bounced, not suppressed, alerted), once
+per report however often it is read."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cluster.emulators.smtp import start_sink
+from mail.bounces.ingest import IngestResult, ingest_maildir, ingest_report
+from mail.config import load_settings
+from mail.sending.compose import compose_plain
+from mail.sending.sender import Sender
+from mail.sending.transport import SmtpTransport
+from mail.services import Services, open_services
+from models.bounces import BouncedRecipient, BounceReport
+from models.events import BounceAlert, event_decoder, workspace_channel
+from tests.sending_helpers import sending_campaign
+
+pytestmark = [pytest.mark.integration, pytest.mark.storage]
+
+RULES = [
+    "hard-*@*=bounce:550 5.1.1 user unknown",
+    "full-*@*=bounce:552 5.2.2 mailbox full",
+    "spam-*@*=bounce:550 5.7.1 message rejected as spam by content filter",
+]
+
+
+@pytest.fixture
+async def services(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Services]:
+    settings = load_settings(
+        environ={
+            "MAILRAY_DATABASE__URL": database_url,
+            "MAILRAY_REDIS__URL": redis_url,
+            "MAILRAY_APP__DATA_DIR": str(tmp_path),
+            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "10000",
+            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "10000",
+        }
+    )
+    opened = await open_services(settings)
+    yield opened
+    await opened.close()
+
+
+async def _states(database_url: str, campaign_id: uuid.UUID) -> dict[str, str]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT email, state FROM campaign_recipients WHERE campaign_id = %s", (campaign_id,)
+        )
+        return dict(await cursor.fetchall())
+
+
+async def _count(database_url: str, query: str, *params: object) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(query, params)
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def test_bounces_from_the_sink_are_linked_and_acted_on_once(
+    services: Services, database_url: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    good = [f"ok{index}-{tag}@example.com" for index in range(8)]
+    hard, full, spam = f"hard-{tag}@example.com", f"full-{tag}@example.com", f"spam-{tag}@example.com"
+    async with services.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        owner, campaign_id = await sending_campaign(conn, [*good, hard, full, spam])
+    dsn = tmp_path / "dsn"
+    async with start_sink(store=tmp_path / "sink", dsn_maildir=dsn, rules=RULES, admin_port=None) as sink:
+        transport = SmtpTransport(sink.host, sink.port, connections=2)
+        sender = Sender(services, f"sender-{tag}", transport, compose_plain)
+        try:
+            while (await sender.step()).claimed:
+                pass
+        finally:
+            await transport.close()
+        for _ in range(200):  # the sink mails its reports a moment after accepting
+            if len(list((dsn / "new").glob("*"))) == 3:
+                break
+            await asyncio.sleep(0.05)
+    assert set((await _states(database_url, campaign_id)).values()) == {"sent"}  # the relay took all 11
+
+    pubsub = services.redis.pubsub()
+    await pubsub.subscribe(workspace_channel(owner.workspace_id))
+    result = await ingest_maildir(services.pool, services.redis, dsn, services.settings.sending)
+    assert (result.reports, result.hard, result.soft_retried, result.blocked, result.unmatched) == (
+        3,
+        1,
+        1,
+        1,
+        0,
+    )
+    assert result.suppressed == 1
+    states = await _states(database_url, campaign_id)
+    assert (states[hard], states[full], states[spam]) == ("bounced", "queued", "bounced")
+    assert {states[address] for address in good} == {"sent"}
+    suppressed = await _count(
+        database_url, "SELECT count(*) FROM suppressions WHERE workspace_id = %s AND email = ANY(%s)",
+        owner.workspace_id, [hard, full, spam],
+    )  # fmt: skip
+    assert suppressed == 1  # only the hard bounce: a blocked message says nothing about the address
+    alert = None
+    for _ in range(50):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            alert = event_decoder.decode(message["data"])
+            break
+    await pubsub.unsubscribe()
+    assert isinstance(alert, BounceAlert) and alert.data.recipient == spam and alert.data.status == "5.7.1"
+
+    # Read again (as after a crash before the files were moved): nothing is done twice.
+    for path in (dsn / "cur").iterdir():
+        path.rename(dsn / "new" / path.name.removesuffix(":2,S"))
+    again = await ingest_maildir(services.pool, services.redis, dsn, services.settings.sending)
+    assert (again.reports, again.hard, again.soft_retried, again.blocked, again.suppressed) == (3, 0, 0, 0, 0)
+    assert await _count(database_url, "SELECT count(*) FROM bounces WHERE campaign_id = %s", campaign_id) == 3
+
+
+async def test_repeated_soft_bounces_suppress_the_address_and_unknown_mail_is_unmatched(
+    services: Services, database_url: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    address = f"tired-{tag}@example.com"
+    async with services.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        owner, campaign_id = await sending_campaign(conn, [address])
+        await conn.execute(
+            "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = '<m-' || id || '@x>' "
+            "WHERE campaign_id = %s",
+            (campaign_id,),
+        )
+    soft = BouncedRecipient(
+        recipient=address, kind="soft", reason="mailboxfull", status="4.2.2", action="failed"
+    )
+    results: list[IngestResult] = []
+    limit = services.settings.sending.soft_bounce_limit
+    for attempt in range(limit):
+        async with services.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE campaign_recipients SET state = 'sent' WHERE campaign_id = %s", (campaign_id,)
+            )
+            report = BounceReport(is_bounce=True, recipients=[soft])
+            results.append(
+                await ingest_report(conn, report, services.settings.sending, report_key=f"{tag}-{attempt}")
+            )
+    assert [r.soft_retried for r in results] == [1] * (limit - 1) + [0]
+    assert results[-1].soft_final == 1 and results[-1].suppressed == 1
+    assert (await _states(database_url, campaign_id))[address] == "bounced"
+    async with services.pool.connection() as conn, conn.transaction():
+        stray = BouncedRecipient(recipient=f"never-{tag}@example.com", kind="hard", reason="userunknown")
+        unmatched = await ingest_report(
+            conn, BounceReport(is_bounce=True, recipients=[stray]), services.settings.sending
+        )
+        not_a_bounce = await ingest_report(conn, BounceReport(is_bounce=False), services.settings.sending)
+    assert (unmatched.unmatched, unmatched.hard) == (1, 0)
+    assert not_a_bounce.not_bounces == 1
+    del owner
