@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
 from mail import auth
 from mail.campaigns import repository
+from mail.config import load_settings
+from mail.services import Services, open_services
 from models.campaigns import CampaignInput
 from models.tenancy import Principal
 from tests.fix_serve import free_port
@@ -53,6 +56,29 @@ async def sending_campaign(conn: Any, addresses: list[str]) -> tuple[Principal, 
     await quiet_outbox(conn)
     await repository.send_now(conn, owner, campaign.id)
     return owner, campaign.id
+
+
+@contextlib.asynccontextmanager
+async def sending_services(
+    database_url: str, redis_url: str, data_dir: Path, **environ: str
+) -> AsyncIterator[Services]:
+    """Services for a sender in this process, its rate limits out of the way; `environ` adds
+    MAILRAY_ variables."""
+    settings = load_settings(
+        environ={
+            "MAILRAY_DATABASE__URL": database_url,
+            "MAILRAY_REDIS__URL": redis_url,
+            "MAILRAY_APP__DATA_DIR": str(data_dir),
+            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "10000",
+            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "10000",
+            **environ,
+        }
+    )
+    opened = await open_services(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @contextlib.contextmanager

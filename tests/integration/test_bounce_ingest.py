@@ -16,14 +16,13 @@ import pytest
 
 from cluster.emulators.smtp import start_sink
 from mail.bounces.ingest import IngestResult, ingest_maildir, ingest_report
-from mail.config import load_settings
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
 from mail.sending.transport import SmtpTransport
-from mail.services import Services, open_services
+from mail.services import Services
 from models.bounces import BouncedRecipient, BounceReport
 from models.events import BounceAlert, event_decoder, workspace_channel
-from tests.sending_helpers import sending_campaign
+from tests.sending_helpers import sending_campaign, sending_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -36,18 +35,8 @@ RULES = [
 
 @pytest.fixture
 async def services(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Services]:
-    settings = load_settings(
-        environ={
-            "MAILRAY_DATABASE__URL": database_url,
-            "MAILRAY_REDIS__URL": redis_url,
-            "MAILRAY_APP__DATA_DIR": str(tmp_path),
-            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "10000",
-            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "10000",
-        }
-    )
-    opened = await open_services(settings)
-    yield opened
-    await opened.close()
+    async with sending_services(database_url, redis_url, tmp_path) as opened:
+        yield opened
 
 
 async def _states(database_url: str, campaign_id: uuid.UUID) -> dict[str, str]:

@@ -14,13 +14,12 @@ import psycopg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mail.config import load_settings
 from mail.sending import outbox
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
 from mail.sending.transport import SmtpTransport
-from mail.services import Services, open_services
-from tests.sending_helpers import sending_campaign, smtp_server
+from mail.services import Services
+from tests.sending_helpers import sending_campaign, sending_services, smtp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -61,19 +60,10 @@ def sink() -> Iterator[tuple[Sink, int]]:
 
 @pytest.fixture
 async def services(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Services]:
-    settings = load_settings(
-        environ={
-            "MAILRAY_DATABASE__URL": database_url,
-            "MAILRAY_REDIS__URL": redis_url,
-            "MAILRAY_APP__DATA_DIR": str(tmp_path),
-            "MAILRAY_SENDING__RETRY_BASE_S": "0",
-            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "10000",
-            "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "10000",
-        }
-    )
-    opened = await open_services(settings)
-    yield opened
-    await opened.close()
+    async with sending_services(
+        database_url, redis_url, tmp_path, MAILRAY_SENDING__RETRY_BASE_S="0"
+    ) as opened:
+        yield opened
 
 
 async def _campaign(services: Services, addresses: list[str]) -> uuid.UUID:
