@@ -11,6 +11,7 @@ transport whether it went out, and where the transport cannot tell, `sending.unc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -112,11 +113,15 @@ class Sender:
             self._recorder = conn
             self._accepted = []
             self._fenced, self._fenced_at = await self._fence([row.id for row in rows]), time.monotonic()
-            flusher = asyncio.create_task(self._flush_every(_FLUSH_INTERVAL_S))
+            done = asyncio.Event()
+            flusher = asyncio.create_task(self._flush_every(_FLUSH_INTERVAL_S, done))
             try:
                 await asyncio.gather(*(self._deliver(item, report) for item in composed))
             finally:
-                flusher.cancel()
+                # Not cancelled: a flush cut off between taking the acceptances and committing
+                # them would lose them (rows left 'sending' though their messages went out).
+                done.set()
+                await flusher
                 await self._flush()
 
     async def _fence(self, row_ids: list[int]) -> set[int]:
@@ -131,18 +136,24 @@ class Sender:
         async with self._recording, self._recorder.transaction():
             return await outbox.still_mine(self._recorder, row_id, self._name)
 
-    async def _flush_every(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
+    async def _flush_every(self, interval_s: float, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=interval_s)
             await self._flush()
 
     async def _flush(self) -> None:
-        """Record the acceptances gathered since the last flush, in one statement."""
+        """Record the acceptances gathered since the last flush, in one statement. If recording
+        fails (or is cancelled), they are kept for the next flush."""
         if not self._accepted:
             return
         accepted, self._accepted = self._accepted, []
-        async with self._recording, self._recorder.transaction():
-            await outbox.mark_sent_many(self._recorder, self._name, accepted)
+        try:
+            async with self._recording, self._recorder.transaction():
+                await outbox.mark_sent_many(self._recorder, self._name, accepted)
+        except BaseException:
+            self._accepted = accepted + self._accepted
+            raise
 
     async def _take_tokens(self, recipients: list[str]) -> None:
         """The batch's tokens from the shared buckets, a domain at a time, in chunks the buckets

@@ -4,6 +4,7 @@ is not sent again, and the campaign ends sent."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -84,7 +85,14 @@ async def _drain(sender: Sender, campaign_id: uuid.UUID, database_url: str) -> d
             states = {state: count for state, count in await cursor.fetchall()}
         if not {"queued", "sending", "held"} & set(states):
             return states
-    raise AssertionError(f"the outbox did not drain: {states}")
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT claimed_by, state, count(*) FROM campaign_recipients WHERE campaign_id = %s "
+            "AND state IN ('queued', 'sending', 'held') GROUP BY 1, 2",
+            (campaign_id,),
+        )
+        holders = await cursor.fetchall()
+    raise AssertionError(f"the outbox did not drain: {states}; unfinished rows by holder: {holders}")
 
 
 async def test_every_recipient_gets_one_message_and_bounces_suppress(
@@ -143,7 +151,7 @@ async def test_an_uncertain_row_the_provider_confirms_is_not_sent_again(
             (campaign_id,),
         )
         await outbox.take_back(conn, lease_s=60)
-    from mail.sending.compose import message_id
+    from mail.campaigns.render import message_id
 
     first = next(row for row in rows if row.email == "one@example.com")
     transport = ConfirmingTransport(port, {message_id(campaign_id, first.email, "news@sender.test")})
@@ -154,3 +162,35 @@ async def test_an_uncertain_row_the_provider_confirms_is_not_sent_again(
         await transport.close()
     assert states == {"sent": 2}
     assert handler.recipients() == ["two@example.com"]  # "one" had gone out before the crash
+
+
+async def test_acceptances_survive_a_flush_that_is_cut_off(
+    services: Services, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush cancelled between taking the acceptances and committing them keeps them for the
+    next flush: otherwise rows whose messages went out would stay 'sending'."""
+    campaign_id = await _campaign(services, ["kept@example.com"])
+    name = f"sender-{uuid.uuid4().hex[:6]}"
+    async with services.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        (row,) = [r for r in await outbox.claim(conn, name, 10) if r.campaign_id == campaign_id]
+    sender = Sender(services, name, SmtpTransport("127.0.0.1", 1), compose_plain)
+    real = outbox.mark_sent_many
+
+    async def cut_off(*args: Any) -> int:
+        raise asyncio.CancelledError
+
+    async with services.pool.connection() as conn:
+        sender._recorder = conn
+        sender._accepted = [(row.id, "<kept@x>", None)]
+        monkeypatch.setattr(outbox, "mark_sent_many", cut_off)
+        with pytest.raises(asyncio.CancelledError):
+            await sender._flush()
+        assert sender._accepted == [(row.id, "<kept@x>", None)]
+        monkeypatch.setattr(outbox, "mark_sent_many", real)
+        await sender._flush()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT state, message_id FROM campaign_recipients WHERE id = %s", (row.id,)
+        )
+        assert await cursor.fetchone() == ("sent", "<kept@x>")
