@@ -25,7 +25,7 @@ from mail.bounces.ingest import ingest_maildir
 from mail.campaigns import ab_round, repository
 from mail.errors import MailrayError
 from mail.sending import guardrails, outbox
-from mail.sending.compose import compose_plain
+from mail.sending.campaign_compose import CampaignComposer
 from mail.sending.sender import Sender as SenderLoop
 from mail.sending.transport import SmtpTransport
 from mail.services import Services
@@ -61,7 +61,9 @@ class Sender(LoopingActor):
             taken = await outbox.take_back_own(conn, self._name)
         if taken:
             log.warning("%s: took back %d rows it held before it restarted (uncertain)", self._name, taken)
-        loop = SenderLoop(services, self._name, transport, compose_plain)
+        loop = SenderLoop(
+            services, self._name, transport, CampaignComposer(services.settings, services.keyring)
+        )
         heartbeat = asyncio.create_task(self._renew(services, loop))
         try:
             while True:

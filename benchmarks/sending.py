@@ -8,9 +8,12 @@ nothing. `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--c
 connections. `engine`: a campaign to as many contacts in a scratch database, its outbox written
 by `send now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose,
 shared Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over
-the same number of connections in all. Composition is mail.sending.compose.compose_plain. Prints
-JSON lines: both rates and the ratio (goal >= 0.60); with --memory, the peak RSS of a process
-running the engine for each size (goal: flat).
+the same number of connections in all. `--composition campaign` (the default) is what the sender
+actors send: mail.sending.campaign_compose (personalized HTML and text, a tracked email and its
+links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256), and the bare loop sends the
+same message rendered and signed once beforehand; `plain` is mail.sending.compose.compose_plain
+against short pre-written text messages. Prints JSON lines: both rates and the ratio (goal >=
+0.60); with --memory, the peak RSS of a process running the engine for each size (goal: flat).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sync import scratch_database  # noqa: E402 - benchmarks/sync.py, beside thi
 from mail import auth  # noqa: E402
 from mail.campaigns import repository  # noqa: E402
 from mail.config import load_settings  # noqa: E402
+from mail.sending.campaign_compose import CampaignComposer  # noqa: E402
 from mail.sending.compose import compose_plain  # noqa: E402
 from mail.sending.sender import Sender  # noqa: E402
 from mail.sending.transport import SmtpTransport  # noqa: E402
@@ -80,6 +84,46 @@ def start_sink(port: int) -> subprocess.Popen[str]:
     return process
 
 
+HTML = (
+    "<html><body><h1>News for {{firstName|you}}</h1><p>Hello {{firstName|there}}, here is what is new at "
+    "{{company|our shop}} this week.</p>"
+    + "".join(
+        f'<p><a href="https://shop.bench.test/item/{n}?ref=news">Item {n}</a> is back.</p>' for n in range(8)
+    )
+    + '<p><a href="mailto:help@bench.test">Write to us</a></p></body></html>'
+)
+DKIM_KEYS = '{ "bench.test" = { selector = "b1" } }'
+
+
+def campaign_input() -> CampaignInput:
+    return CampaignInput(name="Bench", subject="News for {{firstName|you}}", from_name="Us", from_email=FROM,
+                         body_html=HTML, body_text="Hello {{firstName|there}}, here is the news.",
+                         preview_text="This week")  # fmt: skip
+
+
+def campaign_message(data_dir: Path) -> bytes:
+    """The campaign's message for one recipient, rendered, tracked and signed: what `bare` sends."""
+    from mail.campaigns.personalize import Recipient
+    from mail.campaigns.render import MessageContent, RenderOptions, TokenTrackingPlan, render_message
+    from mail.dkim import load_signers, signer_for
+    from mail.tracking.tokens import TokenSigner
+
+    settings = load_settings(environ={"MAILRAY_APP__DATA_DIR": str(data_dir), "MAILRAY_DKIM__KEYS": DKIM_KEYS,
+                                      "MAILRAY_DATABASE__URL": "postgresql://unused", "MAILRAY_REDIS__URL": REDIS_URL})  # fmt: skip
+    from mail.crypto import load_keyring
+
+    keyring = load_keyring(settings)
+    campaign = campaign_input()
+    content = MessageContent(subject=str(campaign.subject), from_name="Us", from_email=FROM, body_html=HTML,
+                             body_text=str(campaign.body_text), preview_text="This week")  # fmt: skip
+    plan = TokenTrackingPlan(TokenSigner.from_keyring(keyring), settings.tracking.base_url, 1, recipient_id=1)
+    message = render_message(content, Recipient(email="r0@example.com", first_name="R0"), RenderOptions(), plan,
+                             campaign_id=uuid.uuid4()).message  # fmt: skip
+    signer = signer_for(load_signers(settings, keyring), FROM)
+    assert signer is not None
+    return signer.sign(message)
+
+
 def rendered(index: int) -> bytes:
     return (
         f"From: Us <{FROM}>\r\nTo: r{index}@example.com\r\nSubject: News for r{index}\r\n"
@@ -88,8 +132,10 @@ def rendered(index: int) -> bytes:
     ).encode()
 
 
-async def bare(port: int, recipients: int, connections: int) -> float:
-    messages = [rendered(index) for index in range(recipients)]
+async def bare(port: int, recipients: int, connections: int, data_dir: Path | None) -> float:
+    """`recipients` pre-rendered messages (the signed campaign message for each, with data_dir)."""
+    one = campaign_message(data_dir) if data_dir is not None else None
+    messages = [one or rendered(index) for index in range(recipients)]
     queue = iter(range(recipients))
 
     async def worker() -> None:
@@ -104,12 +150,17 @@ async def bare(port: int, recipients: int, connections: int) -> float:
     return recipients / (time.perf_counter() - started)
 
 
-async def engine(port: int, recipients: int, connections: int, senders: int) -> dict[str, Any]:
+async def engine(
+    port: int, recipients: int, connections: int, senders: int, data_dir: Path | None
+) -> dict[str, Any]:
+    """The sender loops on a campaign: with data_dir, campaign composition (DKIM key in data_dir)."""
     async with scratch_database("sending") as url:
         settings = load_settings(environ={
-            "MAILRAY_DATABASE__URL": url, "MAILRAY_REDIS__URL": REDIS_URL, "MAILRAY_APP__DATA_DIR": "/tmp/mailray-bench",
+            "MAILRAY_DATABASE__URL": url, "MAILRAY_REDIS__URL": REDIS_URL,
+            "MAILRAY_APP__DATA_DIR": str(data_dir or "/tmp/mailray-bench"),
             "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "1000000", "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "1000000",
             "MAILRAY_SENDING__CLAIM_BATCH": "200", "MAILRAY_DATABASE__POOL_MAX_SIZE": "20",
+            **({"MAILRAY_DKIM__KEYS": DKIM_KEYS} if data_dir is not None else {}),
         })  # fmt: skip
         services = await open_services(settings)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -125,14 +176,16 @@ async def engine(port: int, recipients: int, connections: int, senders: int) -> 
             ) as copy:
                 for index in range(recipients):
                     await copy.write_row((workspace.id, f"r{index}@example.com", f"R{index}"))
-            campaign = await repository.create_campaign(conn, owner, CampaignInput(
-                name="Bench", subject="News", from_name="Us", from_email=FROM, body_text="Hello, here is the news."))  # fmt: skip
+            content = campaign_input() if data_dir is not None else CampaignInput(
+                name="Bench", subject="News", from_name="Us", from_email=FROM, body_text="Hello, here is the news.")  # fmt: skip
+            campaign = await repository.create_campaign(conn, owner, content)
             await repository.send_now(conn, owner, campaign.id)
         transports = [
             SmtpTransport("127.0.0.1", port, connections=max(1, connections // senders))
             for _ in range(senders)
         ]
-        loops = [Sender(services, f"bench-{n}", transports[n], compose_plain) for n in range(senders)]
+        compose = CampaignComposer(settings, services.keyring) if data_dir is not None else compose_plain
+        loops = [Sender(services, f"bench-{n}", transports[n], compose) for n in range(senders)]
 
         async def drain(loop: Sender) -> int:
             sent = 0
@@ -156,11 +209,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--composition", choices=("campaign", "plain"), default="campaign")
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
+    data_dir = _dkim_data_dir() if args.composition == "campaign" else None
     if args.engine_only:  # a child of --memory: the engine alone against a running sink
-        print(json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders))))
+        print(
+            json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir)))
+        )
         return
     sink = start_sink(port)
     try:
@@ -168,25 +225,39 @@ def main() -> None:
             for size in (20000, 100000):
                 child = subprocess.run(
                     [sys.executable, __file__, "--engine-only", "--recipients", str(size),
-                     "--connections", str(args.connections), "--senders", str(args.senders)],
+                     "--connections", str(args.connections), "--senders", str(args.senders),
+                     "--composition", args.composition],
                     env={**os.environ, "BENCH_SINK_PORT": str(port)}, capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 emit("engine_memory", recipients=size, **json.loads(child.stdout.strip().splitlines()[-1]))
             return
-        bare_rate = asyncio.run(bare(port, args.recipients, args.connections))
+        bare_rate = asyncio.run(bare(port, args.recipients, args.connections, data_dir))
         emit(
             "bare_aiosmtplib",
             recipients=args.recipients,
             connections=args.connections,
             requests_per_s=round(bare_rate, 1),
         )
-        result = asyncio.run(engine(port, args.recipients, args.connections, args.senders))
+        result = asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir))
         emit("engine", recipients=args.recipients, connections=args.connections, senders=args.senders,
-             composition="compose_plain", **result, fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
+             composition=args.composition, **result, fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
     finally:
         assert sink.stdin is not None
         sink.stdin.close()
         sink.wait()
+
+
+def _dkim_data_dir() -> Path:
+    """A data dir with a dev keyring and an RSA key for bench.test (made once, kept for reruns)."""
+    from mail.crypto import load_keyring
+    from mail.dkim import create_key, key_path
+
+    data_dir = Path("/tmp/mailray-bench-campaign")
+    settings = load_settings(environ={"MAILRAY_APP__DATA_DIR": str(data_dir), "MAILRAY_DATABASE__URL": "postgresql://unused",
+                                      "MAILRAY_REDIS__URL": REDIS_URL})  # fmt: skip
+    if not key_path(settings, "bench.test", "b1").exists():
+        create_key(settings, load_keyring(settings), "bench.test", "b1", "rsa")
+    return data_dir
 
 
 def _free_port() -> int:

@@ -15,15 +15,9 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate
 from typing import Any
 
+from mail.campaigns.render import message_id
 from mail.sending.outbox import Claimed
 from mail.sending.sender import Composed, NotComposed
-
-_NAMESPACE = uuid.UUID("6f1d2a5e-3c4b-4f7a-9a51-0b7e6c2d9e10")
-
-
-def message_id(campaign_id: uuid.UUID, recipient: str, from_email: str) -> str:
-    token = uuid.uuid5(_NAMESPACE, f"{campaign_id}:{recipient.lower()}").hex
-    return f"<{token}@{from_email.rpartition('@')[2].lower() or 'mailray.invalid'}>"
 
 
 def _template(

@@ -132,6 +132,11 @@ async def mark_sent_many(conn: Conn, sender: str, sent: list[tuple[int, str, str
         "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s",
         (ids, message_ids, provider_ids, sender),
     )
+    # The rows' tracked emails (mail.sending.campaign_compose), for analytics' sent counts.
+    await conn.execute(
+        "UPDATE tracked_emails SET status = 'sent', sent_at = now() WHERE recipient_id = ANY(%s) AND status = 'queued'",
+        (ids,),
+    )
     return int(cursor.rowcount)
 
 

@@ -96,6 +96,8 @@ async def _make_campaign(pool: Pool, rng: random.Random, emails: int = 30) -> Ca
         assert row is not None
         campaign = Campaign(workspace_id=workspace.id, campaign_id=row[0], owner=owner)
         tag = uuid.uuid4().hex[:8]
+        # Outbox row ids nothing else uses (a tracked email is unique per outbox row).
+        first_row = 10**12 + uuid.uuid4().int % 10**9 * 1000
         for index in range(emails + 1):
             queued = index == emails  # one never sent: in no figure
             recipient = f"reader{index}-{tag}@example.org"
@@ -106,7 +108,7 @@ async def _make_campaign(pool: Pool, rng: random.Random, emails: int = 30) -> Ca
                     workspace_id=workspace.id,
                     recipient_email=recipient.upper() if index % 7 == 0 else recipient,
                     campaign_id=campaign.campaign_id,
-                    recipient_id=1000 + index,
+                    recipient_id=first_row + index,
                     message_id=message_id,
                     subject="Spring sale",
                     sent_at=None if queued else SENT_AT,

@@ -586,14 +586,6 @@ def test_the_message_id_is_the_same_for_every_render_of_a_campaign_and_address()
     assert _render(recipient=Recipient(email="bob@example.com")).message_id != first.message_id
 
 
-def test_the_message_id_is_the_plain_composers() -> None:
-    from mail.sending.compose import message_id as compose_message_id
-
-    assert message_id(CAMPAIGN, "Ann@Example.com", "news@acme.test") == compose_message_id(
-        CAMPAIGN, "Ann@Example.com", "news@acme.test"
-    )
-
-
 def test_rendering_is_deterministic_for_a_given_date() -> None:
     assert _render().message == _render().message
 
