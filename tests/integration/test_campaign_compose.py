@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mail import auth
 from mail.campaigns import repository
 from mail.dkim import create_key
 from mail.sending.campaign_compose import CampaignComposer
@@ -28,6 +29,7 @@ from mail.sending.transport import SmtpTransport
 from mail.services import Services
 from mail.tracking.tokens import TokenKind, TokenSigner
 from models.campaigns import CampaignInput
+from models.tenancy import Principal
 from tests.sending_helpers import quiet_outbox, sending_services, smtp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -57,8 +59,6 @@ async def services(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIt
 
 
 async def _campaign(services: Services) -> tuple[uuid.UUID, list[str]]:
-    from mail import auth
-
     tag = uuid.uuid4().hex[:6]
     ann, nameless = f"ann-{tag}@example.com", f"someone-{tag}@example.com"
     async with services.pool.connection() as conn:
@@ -76,8 +76,6 @@ async def _campaign(services: Services) -> tuple[uuid.UUID, list[str]]:
             "(%s, %s, NULL, NULL)",
             (workspace.id, ann, workspace.id, nameless),
         )
-        from models.tenancy import Principal
-
         owner = Principal(workspace_id=workspace.id, user_id=user.id, role="owner")
         campaign = await repository.create_campaign(conn, owner, CampaignInput(
             name="Launch", subject="Hello {{firstName|there}}", from_name="Acme News", from_email="news@sender.test",
