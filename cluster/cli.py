@@ -121,8 +121,13 @@ def run(
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    def handle_signals() -> None:
+        # Again after `up`: connecting to Ray installs a SIGTERM handler that ends the process at
+        # once, and `kill`, `timeout` or a service manager would then skip `down` entirely.
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    handle_signals()
     try:
         total = 0
         if demo:
@@ -134,6 +139,7 @@ def run(
                 f"Gmail emulator: {settings.gmail.api_endpoint} ({total} messages for demo@mailray.test)"
             )
         info = bring_up(settings)
+        handle_signals()
         typer.echo("mailray is running. Ctrl-C stops it.")
         _print_info(info)
         if demo:
