@@ -73,24 +73,26 @@ class _Sent(msgspec.Struct, frozen=True, kw_only=True):
     message_id: str | None
 
 
+_SENT_COLUMNS = "id, workspace_id, campaign_id, email, attempts, message_id"
+
+
 async def _find_row(conn: Conn, recipient: str, message_id: str | None) -> _Sent | None:
-    columns = "id, workspace_id, campaign_id, email, attempts, message_id"
+    """The outbox row that sent `message_id` to `recipient`, else the last row sent to it."""
+    row = None
     if message_id:
         cursor = await conn.execute(
-            f"SELECT {columns} FROM campaign_recipients WHERE message_id = %s AND lower(email) = lower(%s) "
+            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE message_id = %s AND lower(email) = lower(%s) "
             "ORDER BY sent_at DESC NULLS LAST LIMIT 1",
             (f"<{message_id.strip('<>')}>", recipient),
         )
         row = await cursor.fetchone()
-        if row is not None:
-            return _Sent(row_id=row[0], workspace_id=row[1], campaign_id=row[2], email=row[3], attempts=row[4],
-                         message_id=row[5])  # fmt: skip
-    cursor = await conn.execute(
-        f"SELECT {columns} FROM campaign_recipients WHERE lower(email) = lower(%s) AND state = 'sent' "
-        "ORDER BY sent_at DESC LIMIT 1",
-        (recipient,),
-    )
-    row = await cursor.fetchone()
+    if row is None:
+        cursor = await conn.execute(
+            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE lower(email) = lower(%s) AND state = 'sent' "
+            "ORDER BY sent_at DESC LIMIT 1",
+            (recipient,),
+        )
+        row = await cursor.fetchone()
     if row is None:
         return None
     return _Sent(row_id=row[0], workspace_id=row[1], campaign_id=row[2], email=row[3], attempts=row[4],
