@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sending.py [--recipients 20000] [--connections 8] [--senders 2]
     .venv/bin/python benchmarks/sending.py --memory        # the engine at 20,000 and 100,000
+    .venv/bin/python benchmarks/sending.py --processes     # each sender loop in its own process
 
 The SMTP server is aiosmtpd in a process of its own that counts what it receives and keeps
 nothing. `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--connections`
@@ -150,18 +151,47 @@ async def bare(port: int, recipients: int, connections: int, data_dir: Path | No
     return recipients / (time.perf_counter() - started)
 
 
+def engine_environ(url: str, data_dir: Path | None) -> dict[str, str]:
+    return {
+        "MAILRAY_DATABASE__URL": url, "MAILRAY_REDIS__URL": REDIS_URL,
+        "MAILRAY_APP__DATA_DIR": str(data_dir or "/tmp/mailray-bench"),
+        "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "1000000", "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "1000000",
+        "MAILRAY_SENDING__CLAIM_BATCH": "200", "MAILRAY_DATABASE__POOL_MAX_SIZE": "20",
+        **({"MAILRAY_DKIM__KEYS": DKIM_KEYS} if data_dir is not None else {}),
+    }  # fmt: skip
+
+
+async def drain_one(port: int, url: str, connections: int, name: str, data_dir: Path | None) -> int:
+    """One sender loop in this process until the outbox is empty (a child of --processes): it
+    says "ready", waits for a line on stdin, then sends; what it sent."""
+    settings = load_settings(environ=engine_environ(url, data_dir))
+    services = await open_services(settings)
+    transport = SmtpTransport("127.0.0.1", port, connections=connections)
+    compose = CampaignComposer(settings, services.keyring) if data_dir is not None else compose_plain
+    loop = Sender(services, name, transport, compose)
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    sent = 0
+    while (report := await loop.step()).claimed:
+        sent += report.sent
+    await transport.close()
+    await services.close()
+    return sent
+
+
 async def engine(
-    port: int, recipients: int, connections: int, senders: int, data_dir: Path | None
+    port: int,
+    recipients: int,
+    connections: int,
+    senders: int,
+    data_dir: Path | None,
+    *,
+    processes: bool = False,
 ) -> dict[str, Any]:
-    """The sender loops on a campaign: with data_dir, campaign composition (DKIM key in data_dir)."""
+    """The sender loops on a campaign: with data_dir, campaign composition (DKIM key in data_dir);
+    with `processes`, each loop in a process of its own, as the sender actors are."""
     async with scratch_database("sending") as url:
-        settings = load_settings(environ={
-            "MAILRAY_DATABASE__URL": url, "MAILRAY_REDIS__URL": REDIS_URL,
-            "MAILRAY_APP__DATA_DIR": str(data_dir or "/tmp/mailray-bench"),
-            "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "1000000", "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "1000000",
-            "MAILRAY_SENDING__CLAIM_BATCH": "200", "MAILRAY_DATABASE__POOL_MAX_SIZE": "20",
-            **({"MAILRAY_DKIM__KEYS": DKIM_KEYS} if data_dir is not None else {}),
-        })  # fmt: skip
+        settings = load_settings(environ=engine_environ(url, data_dir))
         services = await open_services(settings)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             workspace, user = await auth.create_workspace(conn, "Bench", owner_email="o@bench.test")
@@ -180,6 +210,9 @@ async def engine(
                 name="Bench", subject="News", from_name="Us", from_email=FROM, body_text="Hello, here is the news.")  # fmt: skip
             campaign = await repository.create_campaign(conn, owner, content)
             await repository.send_now(conn, owner, campaign.id)
+        if processes:
+            await services.close()
+            return await _in_processes(port, url, connections, senders, data_dir)
         transports = [
             SmtpTransport("127.0.0.1", port, connections=max(1, connections // senders))
             for _ in range(senders)
@@ -203,6 +236,42 @@ async def engine(
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # fmt: skip
 
 
+async def _in_processes(
+    port: int, url: str, connections: int, senders: int, data_dir: Path | None
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--drain-one",
+        url,
+        "--connections",
+        str(max(1, connections // senders)),
+    ]
+    if data_dir is None:
+        command += ["--composition", "plain"]
+    children = [
+        await asyncio.create_subprocess_exec(*command, "--name", f"bench-{n}", stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, env={**os.environ, "BENCH_SINK_PORT": str(port)})
+        for n in range(senders)
+    ]  # fmt: skip
+    for child in children:
+        assert child.stdout is not None and (await child.stdout.readline()).strip() == b"ready"
+    started = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+    outputs = [await child.communicate() for child in children]
+    elapsed = time.perf_counter() - started
+    sent = sum(json.loads(out.decode().strip().splitlines()[-1])["sent"] for out, _ in outputs)
+    return {
+        "sent": sent,
+        "requests_per_s": round(sent / elapsed, 1),
+        "seconds": round(elapsed, 2),
+        "processes": senders,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipients", type=int, default=20000)
@@ -210,10 +279,17 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--composition", choices=("campaign", "plain"), default="campaign")
+    parser.add_argument("--processes", action="store_true", help="each sender loop in a process of its own")
+    parser.add_argument("--drain-one", metavar="DATABASE_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="bench-0", help=argparse.SUPPRESS)
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
     data_dir = _dkim_data_dir() if args.composition == "campaign" else None
+    if args.drain_one:  # a child of --processes
+        sent = asyncio.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
+        print(json.dumps({"sent": sent}))
+        return
     if args.engine_only:  # a child of --memory: the engine alone against a running sink
         print(
             json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir)))
@@ -238,7 +314,9 @@ def main() -> None:
             connections=args.connections,
             requests_per_s=round(bare_rate, 1),
         )
-        result = asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir))
+        result = asyncio.run(
+            engine(port, args.recipients, args.connections, args.senders, data_dir, processes=args.processes)
+        )
         emit("engine", recipients=args.recipients, connections=args.connections, senders=args.senders,
              composition=args.composition, **result, fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
     finally:
