@@ -194,6 +194,7 @@ def _check(settings: Settings) -> None:
     _check_sending(settings)
     _check_campaigns(settings)
     _check_dkim(settings)
+    _check_webhooks(settings)
 
 
 def _check_sending(settings: Settings) -> None:
@@ -223,6 +224,22 @@ def _check_tracking(settings: Settings) -> None:
     _within("tracking.writer_batch", settings.tracking.writer_batch, 1)
     _within("tracking.writer_niceness", settings.tracking.writer_niceness, 0, 19)
     _within("tracking.writer_linger_ms", settings.tracking.writer_linger_ms, 0, 60_000)
+
+
+def _check_webhooks(settings: Settings) -> None:
+    webhooks = settings.webhooks
+    try:
+        re.compile(webhooks.sns_cert_url_pattern)
+    except re.error as error:
+        raise ConfigError(
+            "settings: webhooks.sns_cert_url_pattern (MAILRAY_WEBHOOKS__SNS_CERT_URL_PATTERN): "
+            f"expected a regular expression, got {webhooks.sns_cert_url_pattern!r} ({error})"
+        ) from None
+    _within("webhooks.sendgrid_max_age_s", webhooks.sendgrid_max_age_s, 1)
+    if webhooks.sendgrid_public_key:
+        from mail.bounces.webhook_auth import sendgrid_public_key
+
+        sendgrid_public_key(webhooks.sendgrid_public_key)
 
 
 def _check_campaigns(settings: Settings) -> None:

@@ -87,3 +87,6 @@ class BounceReport(msgspec.Struct, frozen=True, kw_only=True):
     original_recipient_hints: list[str] = msgspec.field(default_factory=list)
     reporting_mta: str = ""
     source: BounceSource | None = None  # None when it is not a bounce
+    # The provider's id of the notification (SNS MessageId, SendGrid sg_event_id): a webhook
+    # delivered twice is acted on once.
+    event_id: str = ""

@@ -178,6 +178,21 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     guardrail_min_sample: int = 200
 
 
+class BounceWebhookSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Amazon SES bounces arrive as SNS messages on POST /v1/webhooks/bounces/ses, accepted only
+    # from these topics (empty: the endpoint answers 404) and only when signed with a certificate
+    # fetched from an address this pattern matches (Amazon's own).
+    ses_topic_arns: list[str] = msgspec.field(default_factory=list)
+    sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"
+    # Visit a verified SubscriptionConfirmation's SubscribeURL (it must match the pattern too).
+    sns_confirm_subscriptions: bool = True
+    # SendGrid's signed event webhook (POST /v1/webhooks/bounces/sendgrid): the verification key
+    # from SendGrid's settings page (base64 DER or PEM; empty: the endpoint answers 404), and the
+    # oldest signature timestamp accepted.
+    sendgrid_public_key: str = ""
+    sendgrid_max_age_s: float = 600.0
+
+
 class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # How an A/B test picks its winner (mail.campaigns.abtest): "bayes" (the variant whose
     # probability to be best reaches ab_threshold) or "ztest" (the leader, when a two-proportion
@@ -218,3 +233,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     sending: SendingSettings = msgspec.field(default_factory=SendingSettings)
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     dkim: DkimSettings = msgspec.field(default_factory=DkimSettings)
+    webhooks: BounceWebhookSettings = msgspec.field(default_factory=BounceWebhookSettings)

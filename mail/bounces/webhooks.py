@@ -14,8 +14,8 @@ tells a bounce from a block ("blocked") or an expiry ("expired"); "dropped" mean
 send at all, "deferred" that the receiver asked it to retry later.
 
 The receiver's words are classified like any bounce (mail.bounces.classify); the provider's own
-verdict decides where they say nothing. Nothing here checks the SNS signature or SendGrid's
-signed-webhook header: whoever receives the HTTP request verifies it first.
+verdict decides where they say nothing. Signatures are not checked here: the push endpoints
+(serve/tracking/bounce_push.py) verify them with mail.bounces.webhook_auth first.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class _SendGridEvent(msgspec.Struct):
     reason: str = ""
     response: str = ""
     sg_message_id: str = ""
+    sg_event_id: str = ""
     bounce_classification: str = ""
 
 
@@ -133,9 +134,11 @@ def is_ses_notification(text: str) -> bool:
 def parse_ses_notification(body: bytes | str) -> BounceReport:
     """An SNS envelope or bare SES notification; is_bounce False for deliveries and complaints."""
     value = _json(body, "SES notification")
+    event_id = ""
     if isinstance(value, dict) and isinstance(value.get("Message"), str) and "Type" in value:
         if value.get("Type") != "Notification":  # SubscriptionConfirmation, UnsubscribeConfirmation
             return BounceReport(is_bounce=False)
+        event_id = str(value.get("MessageId") or "")
         value = _json(value["Message"], "SES notification in SNS Message")
     try:
         notification = msgspec.convert(value, _SesNotification)
@@ -175,6 +178,7 @@ def parse_ses_notification(body: bytes | str) -> BounceReport:
         original_message_id=mail.message_id or None,
         reporting_mta=_untyped(bounce.reporting_mta),
         source="ses",
+        event_id=event_id,
     )
 
 
@@ -235,6 +239,7 @@ def sendgrid_report(event: _SendGridEvent) -> BounceReport | None:
         ],
         original_message_id=event.sg_message_id or None,
         source="sendgrid",
+        event_id=event.sg_event_id,
     )
 
 

@@ -1,4 +1,5 @@
-"""The Gmail push webhook, `POST /push/gmail`, on a deployment of its own (low traffic, FastAPI).
+"""The Gmail push webhook, `POST /push/gmail`, on a deployment of its own (low traffic, FastAPI),
+with the providers' bounce webhooks beside it (serve.tracking.bounce_push).
 
 A push only says "something changed in this mailbox": the account's actor is woken and reads
 history from its stored cursor, so a lost, repeated or reordered push costs nothing but latency.
@@ -16,6 +17,7 @@ from mail.gmail.push import PushVerifier, decode_push
 from mail.sync import state as sync_state
 from serve.api.deps import ServicesDep, ServicesFactory, ServicesHolder
 from serve.errors import install_error_handlers
+from serve.tracking.bounce_push import add_bounce_routes
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def create_push_app(services_factory: ServicesFactory) -> FastAPI:
             await _wake(svc.settings.ray.namespace, str(account_id), notification.history_id)
         return Response(status_code=204)
 
+    add_bounce_routes(app)
     return app
 
 
