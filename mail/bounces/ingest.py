@@ -76,21 +76,25 @@ class _Sent(msgspec.Struct, frozen=True, kw_only=True):
 _SENT_COLUMNS = "id, workspace_id, campaign_id, email, attempts, message_id"
 
 
-async def _find_row(conn: Conn, recipient: str, message_id: str | None) -> _Sent | None:
-    """The outbox row that sent `message_id` to `recipient`, else the last row sent to it."""
+async def _find_row(
+    conn: Conn, recipient: str, message_id: str | None, workspace_id: uuid.UUID | None
+) -> _Sent | None:
+    """The outbox row that sent `message_id` to `recipient`, else the last row sent to it; only
+    the workspace's rows when one is given (a bounce in a synced inbox speaks for its owner)."""
     row = None
+    scope = "" if workspace_id is None else " AND workspace_id = %(workspace)s"
     if message_id:
         cursor = await conn.execute(
-            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE message_id = %s AND lower(email) = lower(%s) "
-            "ORDER BY sent_at DESC NULLS LAST LIMIT 1",
-            (f"<{message_id.strip('<>')}>", recipient),
+            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE message_id = %(message_id)s "
+            f"AND lower(email) = lower(%(recipient)s){scope} ORDER BY sent_at DESC NULLS LAST LIMIT 1",
+            {"message_id": f"<{message_id.strip('<>')}>", "recipient": recipient, "workspace": workspace_id},
         )
         row = await cursor.fetchone()
     if row is None:
         cursor = await conn.execute(
-            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE lower(email) = lower(%s) AND state = 'sent' "
-            "ORDER BY sent_at DESC LIMIT 1",
-            (recipient,),
+            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE lower(email) = lower(%(recipient)s) "
+            f"AND state = 'sent'{scope} ORDER BY sent_at DESC LIMIT 1",
+            {"recipient": recipient, "workspace": workspace_id},
         )
         row = await cursor.fetchone()
     if row is None:
@@ -100,10 +104,16 @@ async def _find_row(conn: Conn, recipient: str, message_id: str | None) -> _Sent
 
 
 async def ingest_report(
-    conn: Conn, report: BounceReport, settings: SendingSettings, *, report_key: str | None = None
+    conn: Conn,
+    report: BounceReport,
+    settings: SendingSettings,
+    *,
+    report_key: str | None = None,
+    workspace_id: uuid.UUID | None = None,
 ) -> IngestResult:
     """Act on one report (in the caller's transaction). With a `report_key`, a report seen
-    before (same key and recipient) is not acted on again."""
+    before (same key and recipient) is not acted on again; with a `workspace_id`, only that
+    workspace's messages are matched."""
     result = IngestResult(reports=1)
     if not report.is_bounce:
         result.not_bounces = 1
@@ -113,7 +123,7 @@ async def ingest_report(
         if failed.action == "delayed":
             result.delayed += 1
             continue
-        sent = await _find_row(conn, failed.recipient, report.original_message_id)
+        sent = await _find_row(conn, failed.recipient, report.original_message_id, workspace_id)
         if sent is None:
             result.unmatched += 1
             continue
@@ -209,10 +219,12 @@ async def _suppress(conn: Conn, sent: _Sent, source: str) -> int:
     return int(cursor.rowcount)
 
 
-async def ingest_raw(conn: Conn, raw: bytes, settings: SendingSettings) -> IngestResult:
+async def ingest_raw(
+    conn: Conn, raw: bytes, settings: SendingSettings, *, workspace_id: uuid.UUID | None = None
+) -> IngestResult:
     """Read a message (parse_bounce) and act on it if it is a bounce, once per message content."""
     key = "sha256:" + hashlib.sha256(raw).hexdigest()
-    return await ingest_report(conn, parse_bounce(raw), settings, report_key=key)
+    return await ingest_report(conn, parse_bounce(raw), settings, report_key=key, workspace_id=workspace_id)
 
 
 async def publish_alerts(client: redis.asyncio.Redis, alerts: Sequence[BounceAlert]) -> None:

@@ -37,6 +37,8 @@ import msgspec
 import psycopg
 
 from mail import accounts
+from mail.bounces.inbox import ingest_synced
+from mail.bounces.ingest import publish_alerts
 from mail.errors import HistoryExpired
 from mail.events import publish_received
 from mail.mime import parse_message
@@ -385,6 +387,21 @@ class SyncEngine:
                 messages=synced,
             )
             await sync_state.count_stored(conn, self._account_id, len(batch.inserted))
+            # Bounces of the campaigns this account sent are acted on as they are stored.
+            new = {provider_id for _, provider_id in batch.inserted}
+            bounces = await ingest_synced(
+                conn,
+                workspace_id,
+                [(m.gmail.raw or b"", m.parsed) for m in synced if m.gmail.id in new],
+                self._services.settings.sending,
+            )
+        if bounces.recipients:
+            log.info(
+                "account %s: %d bounced recipients read from synced mail",
+                self._account_id,
+                bounces.recipients,
+            )
+            await publish_alerts(self._services.redis, bounces.alerts)
         return batch.inserted
 
     async def _publish(
