@@ -566,6 +566,67 @@ def bounces_ingest(
     typer.echo(msgspec.json.encode(result).decode())
 
 
+@app.command("train")
+def train_command(
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where heads.safetensors and MODEL_CARD.md go (default: mail/ai/model, shipped)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the heads' initial weights; same seed, same heads.")] = 0,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="The SpamAssassin corpus folder (default: ../shared/corpora/spamassassin)."),
+    ] = None,
+) -> None:
+    """Train the email classifier's heads on the labelled set; write them and the model card, print the figures."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from mail.ai.dataset import DEFAULT_CORPUS_DIR
+    from mail.ai.train import DEFAULT_OUTPUT_DIR, train
+    from mail.config import data_dir
+
+    console = Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "embedding new texts" if stage == "embed" else "choosing L2 strength"
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = train(
+            output or DEFAULT_OUTPUT_DIR,
+            seed=seed,
+            cache_dir=data_dir(_settings()) / "ai",
+            corpus_dir=corpus or DEFAULT_CORPUS_DIR,
+            progress=progress,
+        )
+
+    table = Table(title=f"held-out figures, heads {report.version}")
+    for column in ("head", "macro F1", "accuracy", "examples", "L2"):
+        table.add_column(column, justify="left" if column == "head" else "right")
+    for head in report.heads:
+        table.add_row(
+            head.head, f"{head.macro_f1:.3f}", f"{head.accuracy:.3f}", str(head.examples), str(head.l2)
+        )
+    console.print(table)
+    if report.spam is not None:
+        spam = report.spam
+        console.print(
+            f"spam vs ham ({spam.examples} held-out corpus messages): precision {spam.precision:.3f}, "
+            f"recall {spam.recall:.3f}, F1 [bold]{spam.f1:.3f}[/bold]"
+        )
+    console.print(
+        f"{report.examples_train} examples trained on, {report.examples_held_out} held out; "
+        f"embedded {report.embedded} new texts in {report.embed_seconds:.1f} s, fit in {report.fit_seconds:.1f} s"
+    )
+    console.print(f"wrote {report.heads_path} and {report.model_card_path}")
+
+
 def main() -> None:
     """Entry point: a MailrayError prints one line and exits 2; anything else is a bug and shows a trace."""
     try:
