@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,15 @@ def start_writer(settings: Settings) -> None:
     start_event_writer(settings.ray.namespace, worker_env(settings))
 
 
+def start_analysis(settings: Settings) -> None:
+    """Start the AnalysisWorker (detached): new mail -> the Classifier deployment -> Postgres."""
+    if not settings.ai.analysis_worker:
+        return
+    from actors.analysis_worker import start_analysis_worker
+
+    start_analysis_worker(settings.ray.namespace, worker_env(settings))
+
+
 def start_senders(settings: Settings) -> None:
     """Start the campaign scheduler and the sender pool (detached)."""
     from actors.sender import start_sending_actors
@@ -236,17 +246,53 @@ def serve_config(settings: Settings) -> dict[str, Any]:
     for application in config.get("applications", []):
         runtime_env = application.setdefault("runtime_env", {})
         runtime_env.setdefault("env_vars", {}).update(worker_env(settings))
+        for deployment in application.get("deployments", []):
+            options = deployment.get("ray_actor_options", {})
+            if options.get("num_gpus") == "auto":
+                options["num_gpus"] = 1 if _cluster_gpus() >= 1 else 0
     return dict(config)
 
 
-def deploy_serve(settings: Settings, *, timeout_s: float = 120.0) -> None:
-    """Start Serve on the connected cluster and apply the config; wait until every app runs."""
+def _cluster_gpus() -> float:
+    """GPUs in the connected Ray cluster (0 when Ray is not running here)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0
+    resources: Callable[[], dict[str, float]] = ray.cluster_resources
+    return float(resources().get("GPU", 0.0))
+
+
+def deploy_serve(
+    settings: Settings,
+    *,
+    timeout_s: float = 120.0,
+    user_configs: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> None:
+    """Start Serve on the connected cluster and apply the config; wait until every app runs.
+
+    `user_configs` replaces the user_config of (application, deployment)s: Serve applies such a
+    change by calling the replicas' `reconfigure`, without restarting them (new classifier heads)."""
     os.environ.update(serve_env(settings))
     from ray.serve._private import api as serve_private_api
     from ray.serve.schema import ServeDeploySchema
 
+    config = serve_config(settings)
+    for (app_name, deployment_name), user_config in (user_configs or {}).items():
+        deployments = [
+            deployment
+            for application in config.get("applications", [])
+            if application.get("name") == app_name
+            for deployment in application.get("deployments", [])
+            if deployment.get("name") == deployment_name
+        ]
+        if not deployments:
+            raise ConfigError(
+                f"{settings.serve.config_path}: no deployment {deployment_name} in application {app_name}"
+            )
+        deployments[0]["user_config"] = user_config
     try:
-        schema = ServeDeploySchema.model_validate(serve_config(settings))
+        schema = ServeDeploySchema.model_validate(config)
     except ValueError as error:
         raise ConfigError(f"{settings.serve.config_path}: {error}".replace("\n", " ")) from None
     client = serve_private_api.serve_start(
@@ -306,6 +352,7 @@ def up(settings: Settings) -> StackInfo:
     start_supervisor(resolved)
     start_writer(resolved)
     start_senders(resolved)
+    start_analysis(resolved)
     assert resolved.database.url is not None and resolved.redis.url is not None
     return StackInfo(
         api_url=api_url(resolved),

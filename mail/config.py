@@ -195,6 +195,7 @@ def _check(settings: Settings) -> None:
     _check_campaigns(settings)
     _check_dkim(settings)
     _check_webhooks(settings)
+    _check_ai(settings)
 
 
 def _check_sending(settings: Settings) -> None:
@@ -224,6 +225,20 @@ def _check_tracking(settings: Settings) -> None:
     _within("tracking.writer_batch", settings.tracking.writer_batch, 1)
     _within("tracking.writer_niceness", settings.tracking.writer_niceness, 0, 19)
     _within("tracking.writer_linger_ms", settings.tracking.writer_linger_ms, 0, 60_000)
+
+
+def _check_ai(settings: Settings) -> None:
+    ai = settings.ai
+    _within("ai.worker_batch", ai.worker_batch, 1, 1000)
+    _within("ai.poll_interval_s", ai.poll_interval_s, 0.1)
+    _within("ai.reprocess_range", ai.reprocess_range, 1, 100_000)
+    _within("ai.generation_timeout_s", ai.generation_timeout_s, 0.1)
+    url = ai.generation_url
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+        raise ConfigError(
+            "settings: ai.generation_url (MAILRAY_AI__GENERATION_URL): expected an http(s) URL of an "
+            f"OpenAI-compatible API such as http://127.0.0.1:8080/v1, got {url!r}"
+        )
 
 
 def _check_webhooks(settings: Settings) -> None:

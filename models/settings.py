@@ -193,6 +193,25 @@ class BounceWebhookSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=T
     sendgrid_max_age_s: float = 600.0
 
 
+class AiSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # The classifier's Serve application and deployment (configs/serve.yaml).
+    classifier_app: str = "ai"
+    classifier_deployment: str = "Classifier"
+    # The AnalysisWorker analyzes new mail as sync stores it, this many messages per
+    # transaction; it also looks for unanalyzed mail every poll_interval_s.
+    analysis_worker: bool = True
+    worker_batch: int = 32
+    poll_interval_s: float = 5.0
+    # Batch reprocessing (mailray reprocess): emails per id range (a unit of work and of resume).
+    reprocess_range: int = 500
+    # An OpenAI-compatible chat-completions endpoint for smart replies and templates (empty:
+    # the local methods only; they are also the fallback when it fails).
+    generation_url: str = ""
+    generation_api_key: str = ""
+    generation_model: str = ""
+    generation_timeout_s: float = 20.0
+
+
 class CampaignSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # How an A/B test picks its winner (mail.campaigns.abtest): "bayes" (the variant whose
     # probability to be best reaches ab_threshold) or "ztest" (the leader, when a two-proportion
@@ -234,3 +253,4 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     dkim: DkimSettings = msgspec.field(default_factory=DkimSettings)
     webhooks: BounceWebhookSettings = msgspec.field(default_factory=BounceWebhookSettings)
+    ai: AiSettings = msgspec.field(default_factory=AiSettings)
