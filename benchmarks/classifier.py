@@ -58,7 +58,7 @@ async def serve_rate(texts: list[EmailText], callers: int, batch_size: int) -> f
 
     from serve.classifier.deployment import ClassifierDeployment
 
-    app = ClassifierDeployment.options(  # type: ignore[attr-defined]
+    app = ClassifierDeployment.options(
         max_ongoing_requests=max(callers * 2, batch_size * 2),
         user_config={"max_batch_size": batch_size, "batch_wait_timeout_s": 0.005},
         ray_actor_options={"num_cpus": 0.25, "num_gpus": 1 if _gpus() else 0},

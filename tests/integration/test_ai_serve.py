@@ -35,7 +35,9 @@ async def classifier(api_url: str) -> AsyncIterator[Any]:
 
     yield serve.get_deployment_handle("Classifier", app_name="ai")
     # Handles live on the test's event loop: close them with it, not at the session's end.
-    await _get_global_client().shutdown_cached_handles_async()
+    client = _get_global_client()
+    assert client is not None
+    await client.shutdown_cached_handles_async()  # type: ignore[no-untyped-call]
 
 
 async def test_the_deployment_answers_through_a_handle_on_the_detected_device(classifier: Any) -> None:
