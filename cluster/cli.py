@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 import msgspec
 import typer
@@ -564,6 +565,49 @@ def bounces_ingest(
 
     result = _run(job)
     typer.echo(msgspec.json.encode(result).decode())
+
+
+@app.command("reprocess")
+def reprocess_command(
+    workspace: Annotated[
+        UUID | None, typer.Option(help="Only this workspace's mail (default: every workspace).")
+    ] = None,
+    only_unanalyzed: Annotated[
+        bool, typer.Option(help="Only mail never analyzed (default: all of it, again).")
+    ] = False,
+    actors: Annotated[int | None, typer.Option(help="Model actors (default: one per GPU, else one).")] = None,
+) -> None:
+    """Analyze stored mail again with Ray Data on the running cluster; an interrupted job resumes where it stopped."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cluster.bootstrap import connect_to_cluster
+    from cluster.jobs.reprocess import run_reprocess
+
+    connect_to_cluster(_settings())  # first: without a cluster, start nothing
+    settings = _resolved()
+    console = Console()
+    columns = (TextColumn("ranges of emails"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("reprocess", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = run_reprocess(
+            settings,
+            workspace_id=workspace,
+            only_unanalyzed=only_unanalyzed,
+            actors=actors,
+            on_progress=progress,
+        )
+    job = report.job
+    state = "finished" if job.finished_at else "unfinished (run the same command again to resume)"
+    console.print(
+        f"job {job.id}: {state}; {job.ranges_done} of {job.ranges} ranges, {job.emails_done} emails done; "
+        f"this run: {report.ranges_run} ranges, {report.emails_run} emails in {report.seconds:.1f} s "
+        f"({report.emails_run / max(report.seconds, 1e-9):.1f} emails/s), heads {job.model}"
+    )
 
 
 @app.command("train")

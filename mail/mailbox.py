@@ -45,6 +45,9 @@ class EmailFilter(msgspec.Struct, frozen=True, kw_only=True):
     after: datetime | None = None
     before: datetime | None = None
     thread_id: UUID | None = None
+    # The email AI's labels (mail.ai): unanalyzed mail has neither.
+    priority: Literal["high", "medium", "low"] | None = None
+    category: str | None = None
 
 
 def _encode_cursor(when: datetime, email_id: int | str | UUID) -> str:
@@ -78,6 +81,8 @@ def _filters(filters: EmailFilter, params: dict[str, Any]) -> list[str]:
         ("after", "e.email_date >= %(after)s"),
         ("before", "e.email_date < %(before)s"),
         ("thread_id", "e.thread_id = %(thread_id)s"),
+        ("priority", "e.priority = %(priority)s"),
+        ("category", "e.category = %(category)s"),
     ):
         value = getattr(filters, name)
         if value is not None:

@@ -136,3 +136,23 @@ class Diagnostics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     healthy: bool
     diagnostics: dict[str, dict[str, Any]]
     recommendations: list[str]
+
+
+MAX_AI_BODY_CHARS = 200_000
+
+
+class AnalyzeEmail(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, rename="camel"):
+    """An email to analyze (POST /v1/ai/analyze) or to suggest replies to (POST /v1/ai/replies);
+    `context` is who the sender is to the user (models.ai_analysis.ReplyContext's fields)."""
+
+    subject: str = ""
+    body: str = ""
+    sender_name: str = ""
+    sender_email: str = ""
+    context: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.body) > MAX_AI_BODY_CHARS or len(self.subject) > 2000:
+            raise ValueError(f"body: at most {MAX_AI_BODY_CHARS} characters (subject 2,000)")
+        if not (self.subject.strip() or self.body.strip()):
+            raise ValueError("an email needs a subject or a body")

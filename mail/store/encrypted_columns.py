@@ -14,5 +14,6 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(table="emails", key_columns=("id",), column="body_html_enc"),
     EncryptedColumn(table="emails", key_columns=("id",), column="body_text_enc"),
     EncryptedColumn(table="emails", key_columns=("id",), column="raw_enc"),
+    EncryptedColumn(table="emails", key_columns=("id",), column="ai_analysis_enc"),
     EncryptedColumn(table="attachments", key_columns=("id",), column="content_enc"),
 )

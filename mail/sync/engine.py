@@ -37,6 +37,7 @@ import msgspec
 import psycopg
 
 from mail import accounts
+from mail.ai import doorbell
 from mail.bounces.inbox import ingest_synced
 from mail.bounces.ingest import publish_alerts
 from mail.errors import HistoryExpired
@@ -361,6 +362,8 @@ class SyncEngine:
                     )
         if publish and self._publish_events and inserted:
             await self._publish(workspace_id, synced, inserted)
+        if inserted and self._services.settings.ai.analysis_worker:
+            await doorbell.ring(self._services.redis)
         return len(inserted)
 
     async def index_search(self) -> int:

@@ -16,7 +16,14 @@ from mail import auth
 from mail.audit import AuditEntry, record
 from mail.errors import Forbidden, ValidationError
 from models.api import AuditRecord, CreateApiKey, CreatedApiKey, Health, Me
-from serve.api import routes_accounts, routes_campaigns, routes_events, routes_mail, routes_tracking
+from serve.api import (
+    routes_accounts,
+    routes_ai,
+    routes_campaigns,
+    routes_events,
+    routes_mail,
+    routes_tracking,
+)
 from serve.api.deps import (
     PrincipalDep,
     ServicesDep,
@@ -140,4 +147,5 @@ def create_app(services_factory: ServicesFactory) -> FastAPI:
     app.include_router(routes_tracking.router)
     app.include_router(routes_campaigns.router)
     app.include_router(routes_events.router)
+    app.include_router(routes_ai.router)
     return app

@@ -15,6 +15,7 @@ from serve.api.deps import PrincipalDep, ServicesDep, json_response, request_con
 router = APIRouter(prefix="/v1")
 
 Folder = Literal["inbox", "sent", "drafts", "spam", "trash", "archive", "other"]
+Priority = Literal["high", "medium", "low"]
 
 
 def _email_filters(
@@ -25,6 +26,8 @@ def _email_filters(
     from_email: str | None = None,
     after: datetime | None = None,
     before: datetime | None = None,
+    priority: Priority | None = None,
+    category: str | None = None,
 ) -> mailbox.EmailFilter:
     """The filters every email listing takes, from the query string."""
     return mailbox.EmailFilter(
@@ -35,6 +38,8 @@ def _email_filters(
         from_email=from_email,
         after=after,
         before=before,
+        priority=priority,
+        category=category,
     )
 
 
@@ -45,6 +50,22 @@ FiltersDep = Annotated[mailbox.EmailFilter, Depends(_email_filters)]
 async def list_emails(
     caller: PrincipalDep, svc: ServicesDep, filters: FiltersDep, cursor: str | None = None, limit: int = 50
 ) -> Response:
+    async with svc.pool.connection() as conn:
+        return json_response(await mailbox.list_emails(conn, caller, filters, cursor=cursor, limit=limit))
+
+
+@router.get("/inbox/priority")
+async def priority_inbox(
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    priority: Priority = "high",
+    account_id: UUID | None = None,
+    is_read: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Response:
+    """The inbox's mail the email AI rated `priority` (high by default), newest first."""
+    filters = mailbox.EmailFilter(account_id=account_id, folder="inbox", is_read=is_read, priority=priority)
     async with svc.pool.connection() as conn:
         return json_response(await mailbox.list_emails(conn, caller, filters, cursor=cursor, limit=limit))
 

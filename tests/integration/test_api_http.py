@@ -37,6 +37,9 @@ AUDITED_ROUTES = {
     ("POST", "/v1/campaigns/{campaign_id}/pause"): "campaign.pause",
     ("POST", "/v1/campaigns/{campaign_id}/resume"): "campaign.resume",
     ("POST", "/v1/campaigns/{campaign_id}/cancel"): "campaign.cancel",
+    ("POST", "/v1/ai/analyze"): "ai.analyze",
+    ("POST", "/v1/ai/replies"): "ai.replies",
+    ("POST", "/v1/ai/templates"): "ai.template",
 }
 
 
