@@ -38,6 +38,8 @@ from models.ai import Classification, EmailText
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_WAIT_S = 0.005
+# The next batch is formed and waiting for the model while one computes: no idle gap between them.
+CONCURRENT_BATCHES = 2
 MAX_HTTP_EMAILS = 1000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -122,7 +124,10 @@ class ClassifierModel:
         return [[float(x) for x in row] for row in vectors.float().cpu().tolist()]
 
     @serve.batch(
-        max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_WAIT_S, batch_size_fn=_messages
+        max_batch_size=DEFAULT_MAX_BATCH,
+        batch_wait_timeout_s=DEFAULT_WAIT_S,
+        max_concurrent_batches=CONCURRENT_BATCHES,
+        batch_size_fn=_messages,
     )
     async def _classify_batch(self, items: list[list[EmailText]]) -> list[list[Classification]]:
         flat = [text for item in items for text in item]
@@ -130,7 +135,10 @@ class ClassifierModel:
         return _split(results, items)
 
     @serve.batch(
-        max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_WAIT_S, batch_size_fn=_messages
+        max_batch_size=DEFAULT_MAX_BATCH,
+        batch_wait_timeout_s=DEFAULT_WAIT_S,
+        max_concurrent_batches=CONCURRENT_BATCHES,
+        batch_size_fn=_messages,
     )
     async def _embed_batch(self, items: list[list[str]]) -> list[list[list[float]]]:
         flat = [sentence for item in items for sentence in item]
