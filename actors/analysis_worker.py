@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from actors.lookup import start_detached
 from actors.looping import LoopingActor
 from mail.ai import doorbell
 
@@ -45,12 +46,4 @@ class AnalysisWorker(LoopingActor):
 
 
 def start_analysis_worker(namespace: str, env: dict[str, str]) -> Any:
-    actor = AnalysisWorker.options(  # type: ignore[attr-defined]
-        name=WORKER_NAME,
-        namespace=namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        runtime_env={"env_vars": env},
-    ).remote()
-    ray.get(actor.ensure_running.remote())
-    return actor
+    return start_detached(AnalysisWorker, WORKER_NAME, namespace, env)

@@ -14,6 +14,7 @@ from typing import Any
 
 import ray
 
+from actors.lookup import start_detached
 from actors.looping import LoopingActor
 from mail.tracking.writer import EventWriter as Writer
 
@@ -71,12 +72,4 @@ def lower_priority(niceness: int) -> None:
 
 
 def start_event_writer(namespace: str, env: dict[str, str]) -> Any:
-    actor = EventWriter.options(  # type: ignore[attr-defined]
-        name=WRITER_NAME,
-        namespace=namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        runtime_env={"env_vars": env},
-    ).remote()
-    ray.get(actor.ensure_running.remote())
-    return actor
+    return start_detached(EventWriter, WRITER_NAME, namespace, env)

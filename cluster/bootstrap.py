@@ -121,18 +121,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def start_supervisor(settings: Settings) -> None:
     """Start the SyncSupervisor (detached), which starts an AccountSync actor per account."""
-    import ray
-
+    from actors.lookup import start_detached
     from actors.sync_supervisor import SUPERVISOR_NAME, SyncSupervisor
 
-    supervisor = SyncSupervisor.options(  # type: ignore[attr-defined]
-        name=SUPERVISOR_NAME,
-        namespace=settings.ray.namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        runtime_env={"env_vars": worker_env(settings)},
-    ).remote()
-    ray.get(supervisor.ensure_running.remote())
+    start_detached(SyncSupervisor, SUPERVISOR_NAME, settings.ray.namespace, worker_env(settings))
 
 
 def start_writer(settings: Settings) -> None:
