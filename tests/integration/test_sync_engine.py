@@ -256,7 +256,7 @@ async def test_expired_history_resyncs_without_duplicates_or_gaps(rig_factory: R
 
 async def test_a_full_sync_killed_midway_resumes_from_its_checkpoint(rig_factory: RigFactory) -> None:
     rig = await rig_factory(4000)
-    interrupted = 0
+    stored_after: list[int] = []  # rows stored after each interruption
     for delay in (0.15, 0.3, 0.3, 0.3):
         task = asyncio.ensure_future(rig.sync())
         await asyncio.sleep(delay)
@@ -265,9 +265,12 @@ async def test_a_full_sync_killed_midway_resumes_from_its_checkpoint(rig_factory
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        interrupted += 1
-    assert interrupted >= 2, "the sync finished before it could be interrupted; the test proves nothing"
-    assert await count_rows(rig.database_url, rig.account_id) < 4000
+        stored_after.append(await count_rows(rig.database_url, rig.account_id))
+    assert len(stored_after) >= 2, "the sync finished before it could be interrupted; the test proves nothing"
+    # The first interruption leaves the sync partway; a faster machine may store the rest before
+    # a later one, so only the first is held below the total. Each restart keeps what was stored.
+    assert stored_after[0] < 4000
+    assert stored_after == sorted(stored_after)
     await rig.sync()
     await rig.assert_in_sync()
     assert await count_rows(rig.database_url, rig.account_id) == 4000
