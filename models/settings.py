@@ -116,6 +116,9 @@ class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # Messages fetched per step (batch_size x concurrent batches); the next step is in flight
     # while this one is parsed and stored.
     fetch_chunk: int = 200
+    # Parse fetched mail in a worker process beside the engine's (mail.sync.parse_pool); unset:
+    # only when nothing paces the fetch (gmail.quota_regime off), where parsing is the bottleneck.
+    parse_worker: bool | None = None
     max_backoff_s: float = 300.0
 
 

@@ -16,7 +16,8 @@ Reconciliation is a listing pass that keeps the cursor: it fetches what is missi
 what is gone, and reports the gap it found.
 
 Fetching, parsing and storing run as a pipeline: while one chunk is stored (Postgres' work, in
-its process), the next is parsed here and the one after is being fetched (the provider's work).
+its process), the next is parsed (here, or in a worker process: mail.sync.parse_pool) and the
+one after is being fetched (the provider's work).
 Full-text indexing (mail.sync.search_index) follows the storing: `index_search` after a full
 sync, in the same round for incremental changes.
 """
@@ -45,6 +46,7 @@ from mail.events import publish_received
 from mail.mime import parse_message
 from mail.services import Services
 from mail.sync import state as sync_state
+from mail.sync.parse_pool import ParsePool, shared_pool
 from mail.sync.search_index import index_pending
 from mail.sync.store import (
     SyncedMessage,
@@ -90,6 +92,15 @@ def fetch_chunk_for(settings: Settings) -> int:
     if settings.gmail.quota_regime == "off":
         return max(settings.sync.fetch_chunk, LIST_PAGE_SIZE)
     return settings.sync.fetch_chunk
+
+
+def parse_pool_for(settings: Settings) -> ParsePool | None:
+    """The worker process that parses fetched mail, where one is used (mail.sync.parse_pool):
+    `sync.parse_worker` true, or unset and nothing paces the fetch (no quota)."""
+    wanted = settings.sync.parse_worker
+    if wanted is None:
+        wanted = settings.gmail.quota_regime == "off"
+    return shared_pool() if wanted else None
 
 
 class GmailApi(Protocol):
@@ -141,6 +152,9 @@ class SyncEngine:
         self._fetch_chunk = fetch_chunk
         self._publish_events = publish_events
         self._workspace_id: UUID | None = None
+        self._parse_pool = parse_pool_for(services.settings)
+        if self._parse_pool is not None:
+            self._parse_pool.warm()
 
     @property
     def account_id(self) -> UUID:
@@ -340,7 +354,12 @@ class SyncEngine:
         messages = [r for r in results if isinstance(r, GmailMessage)]
         counts["vanished"] += len(results) - len(messages)
         counts["fetched"] += len(messages)
-        await _offer(ready, room, await _parse(messages))
+        if self._parse_pool is not None and messages:
+            parsed = await self._parse_pool.parse([m.raw or b"" for m in messages])
+            synced = [SyncedMessage(gmail=m, parsed=p) for m, p in zip(messages, parsed, strict=True)]
+        else:
+            synced = await _parse(messages)
+        await _offer(ready, room, synced)
 
     async def _store(self, synced: Sequence[SyncedMessage], generation: int, *, publish: bool) -> int:
         workspace_id = await self._workspace()
