@@ -1,6 +1,6 @@
 """The open pixel through the deployed Serve stack vs a bare aiohttp server, with wrk, one run.
 
-    .venv/bin/python benchmarks/tracking_http.py [--duration 10] [--connections 64]
+    .venv/bin/python benchmarks/tracking_http.py [--duration 10] [--connections 64] [--rounds 3]
 
 Both servers answer GET /t/o/<token>.gif with the same 1x1 GIF after appending the event to the
 same Redis stream (mail.tracking.records.TRACKING_STREAM):
@@ -9,27 +9,34 @@ same Redis stream (mail.tracking.records.TRACKING_STREAM):
   configs/serve.yaml), the Tracking deployment verifying the signed token and recording the
   event through mail.tracking.intake (batched XADDs, spool fallback) before answering; its
   token names a real tracked email, so the EventWriter stores and aggregates every event.
-Each is loaded to saturation (wrk, `--connections` connections), then the stack at half its
-rate (wrk with a per-connection pause, calibrated) for its latency percentiles. Prints JSON
-lines: both rates, the ratio, the latencies, and how long the writer took to store the backlog
-the burst left in the stream. Needs wrk (`apt-get install wrk`), Postgres and Redis
+The bare server is loaded alone first (wrk, `--connections` connections, to saturation); then,
+with the stack up beside it and at rest, the two are loaded in turn, alternating, `--rounds`
+pairs: this machine's speed drifts by tens of % over minutes, and each pair meets the same
+drift. The bare server's XADDs go to a stream of their own then (same server, same command), so
+the stack's writer has nothing of theirs to read. Last, the stack at half its median rate (wrk
+with a per-connection pause, calibrated), `--rounds` times, for its latency percentiles. Prints
+JSON lines: each pair's rates and ratio, their median, the stack against the bare server alone,
+the latencies, and how long the writer took to store the backlog each burst left. Needs wrk (`apt-get install wrk`), Postgres and Redis
 (MAILRAY_DATABASE__URL / MAILRAY_REDIS__URL, default this machine's).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +44,23 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("MAILRAY_DATABASE__URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MAILRAY_REDIS__URL", "redis://127.0.0.1:6379/0")
 STREAM = "mailray:stream:tracking"  # mail.tracking.records.TRACKING_STREAM
+# The bare server's entries: the same XADD to the same Redis, in a stream of their own while the
+# stack is up beside it (its events name no tracked email: no work of the stack's writer).
+BARE_STREAM = STREAM + ":bare"
 
 BARE_SERVER = textwrap.dedent(
     """
     import base64, sys, time, uuid
     import redis.asyncio
     from aiohttp import web
-    from mail.tracking.records import ENTRY_FIELD, TRACKING_STREAM, RawEvent, encode_batch
+    from mail.tracking.records import ENTRY_FIELD, RawEvent, encode_batch
     GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
     HEADERS = {"Content-Type": "image/gif", "Cache-Control": "no-store, no-cache, must-revalidate, private"}
     client = redis.asyncio.Redis.from_url(sys.argv[2], max_connections=64)
     async def pixel(request):
         event = RawEvent(uuid.uuid4().bytes, "open", 1, None, None, time.time_ns() // 1000,
                          request.remote, request.headers.get("User-Agent"), "GET")
-        await client.xadd(TRACKING_STREAM, {ENTRY_FIELD: encode_batch([event])})
+        await client.xadd(sys.argv[3], {ENTRY_FIELD: encode_batch([event])})
         return web.Response(body=GIF, headers=HEADERS)
     app = web.Application()
     app.router.add_get("/t/o/{token}", pixel)
@@ -157,17 +167,16 @@ def paced_delay_ms(url: str, connections: int, target: float) -> float:
     return float(max(1.0, guess - latency_ms))
 
 
-def stream_length() -> int:
+def stream_length(stream: str = STREAM) -> int:
     import redis
 
-    return int(redis.Redis.from_url(REDIS_URL).xlen(STREAM))
+    return int(redis.Redis.from_url(REDIS_URL).xlen(stream))
 
 
-def drop_stream() -> None:
-    """The bare server's entries name no tracked email: not the stack writer's work to measure."""
+def drop_stream(*streams: str) -> None:
     import redis
 
-    redis.Redis.from_url(REDIS_URL).delete(STREAM)
+    redis.Redis.from_url(REDIS_URL).delete(*streams)
 
 
 def seconds_to_drain(timeout_s: float = 120.0) -> float | None:
@@ -180,13 +189,35 @@ def seconds_to_drain(timeout_s: float = 120.0) -> float | None:
     return round(time.monotonic() - started, 1)
 
 
-def bench_bare(args: argparse.Namespace) -> dict[str, Any]:
+def _busy_jiffies() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def wait_quiet(busy_below: float = 0.15, window_s: float = 2.0, timeout_s: float = 90.0) -> float:
+    """Wait until the machine's CPUs are mostly idle (what the run before left winding down, such
+    as a stack going down, would slow the next measurement); the last window's busy fraction."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy0, total0 = _busy_jiffies()
+        time.sleep(window_s)
+        busy1, total1 = _busy_jiffies()
+        busy = (busy1 - busy0) / max(1, total1 - total0)
+        if busy < busy_below or time.monotonic() > deadline:
+            return round(busy, 3)
+
+
+@contextlib.contextmanager
+def bare_server() -> Iterator[str]:
+    """The bare server in a process of its own; its pixel URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), REDIS_URL], cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", BARE_SERVER, str(port), REDIS_URL, BARE_STREAM], cwd=ROOT
+    )
     try:
         url = f"http://127.0.0.1:{port}/t/o/token.gif"
         wait_http(url)
-        return wrk(url, duration=args.duration, connections=args.connections)
+        yield url
     finally:
         process.terminate()
         process.wait()
@@ -211,36 +242,78 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="bare/stack pairs, and half-load runs")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    bare = bench_bare(args)
-    emit("bare_aiohttp_xadd_saturated", connections=args.connections, **bare)
-    drop_stream()
-    with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
-        env, token = start_stack(Path(data_dir))
-        try:
-            url = f"http://127.0.0.1:8000/t/o/{token}.gif"
-            wait_http(url)
-            wrk(url, duration=3, connections=args.connections)  # warm-up
-            serve = wrk(url, duration=args.duration, connections=args.connections)
-            emit("serve_pixel_saturated", connections=args.connections, **serve,
-                 fraction_of_bare=round(serve["requests_per_s"] / bare["requests_per_s"], 3),
-                 writer_backlog_entries=stream_length(), writer_drained_after_s=seconds_to_drain())  # fmt: skip
-            half = serve["requests_per_s"] / 2
-            connections = 32
-            delay_ms = paced_delay_ms(url, connections, half)
-            paced = wrk(url, duration=args.duration, connections=connections, delay_ms=delay_ms)
-            emit(
-                "serve_pixel_half_load",
-                target_requests_per_s=round(half, 1),
-                connections=connections,
-                delay_ms=round(delay_ms, 2),
-                **paced,
-            )
-        finally:
-            subprocess.run([str(ROOT / ".venv/bin/mailray"), "down"], cwd=ROOT, env=env, check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    drop_stream(STREAM, BARE_STREAM)
+    with bare_server() as bare_url:
+        # Alone first: what the bare server does with the machine to itself.
+        idle = wait_quiet()
+        wrk(bare_url, duration=3, connections=args.connections)  # warm-up
+        alone = wrk(bare_url, duration=args.duration, connections=args.connections)
+        emit("bare_aiohttp_xadd_alone", connections=args.connections, busy_before=idle, **alone)
+        with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
+            env, token = start_stack(Path(data_dir))
+            try:
+                url = f"http://127.0.0.1:8000/t/o/{token}.gif"
+                wait_http(url)
+                wrk(url, duration=3, connections=args.connections)  # warm-up
+                seconds_to_drain()
+                pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+                for round_number in range(args.rounds):
+                    # Alternating, each right after the other: this machine's speed drifts by
+                    # tens of % over minutes, and both meet the same drift.
+                    order = ("bare", "serve") if round_number % 2 == 0 else ("serve", "bare")
+                    figures: dict[str, dict[str, Any]] = {}
+                    for name in order:
+                        wait_quiet(busy_below=0.25)  # a stack at rest ticks (Ray, Serve's controller)
+                        target = bare_url if name == "bare" else url
+                        figures[name] = wrk(target, duration=args.duration, connections=args.connections)
+                        if name == "serve":
+                            figures[name]["writer_backlog_entries"] = stream_length(STREAM)
+                            figures[name]["writer_drained_after_s"] = seconds_to_drain()
+                    pairs.append((figures["bare"], figures["serve"]))
+                    emit("pair", round=round_number + 1, bare=figures["bare"], serve=figures["serve"],
+                         fraction_of_bare=round(figures["serve"]["requests_per_s"] / figures["bare"]["requests_per_s"], 3))  # fmt: skip
+                bare_rates = [b["requests_per_s"] for b, _ in pairs]
+                serve_rates = [s["requests_per_s"] for _, s in pairs]
+                fractions = [s / b for b, s in zip(bare_rates, serve_rates, strict=True)]
+                emit(
+                    "serve_pixel_saturated",
+                    connections=args.connections,
+                    bare_requests_per_s=bare_rates,
+                    serve_requests_per_s=serve_rates,
+                    fractions_of_bare=[round(f, 3) for f in fractions],
+                    fraction_of_bare_median=round(statistics.median(fractions), 3),
+                    serve_median_vs_bare_alone=round(
+                        statistics.median(serve_rates) / alone["requests_per_s"], 3
+                    ),
+                    serve_p99_ms=[s["p99_ms"] for _, s in pairs],
+                )
+                half = statistics.median(serve_rates) / 2
+                connections = 32
+                delay_ms = paced_delay_ms(url, connections, half)
+                paced = []
+                for _ in range(args.rounds):
+                    wait_quiet(busy_below=0.25)
+                    paced.append(wrk(url, duration=args.duration, connections=connections, delay_ms=delay_ms))
+                emit(
+                    "serve_pixel_half_load",
+                    target_requests_per_s=round(half, 1),
+                    connections=connections,
+                    delay_ms=round(delay_ms, 2),
+                    requests_per_s=[p["requests_per_s"] for p in paced],
+                    p50_ms=[p["p50_ms"] for p in paced],
+                    p90_ms=[p["p90_ms"] for p in paced],
+                    p99_ms=[p["p99_ms"] for p in paced],
+                    p99_ms_median=statistics.median(p["p99_ms"] for p in paced),
+                    non_2xx=sum(p["non_2xx"] for p in paced),
+                )
+            finally:
+                subprocess.run([str(ROOT / ".venv/bin/mailray"), "down"], cwd=ROOT, env=env, check=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    drop_stream(STREAM, BARE_STREAM)
 
 
 if __name__ == "__main__":
