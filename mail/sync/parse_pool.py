@@ -8,7 +8,7 @@ and Postgres wait on it. Handing the parsing to a worker process lets it run bes
 The worker is spawned (never forked: the engine's process runs an event loop and, in an actor,
 Ray's threads), once per process, and kept. Results come back as msgpack, which msgspec decodes
 faster than pickle. A worker that dies takes no message with it: the chunk it held is parsed in
-this process and the next chunk gets a new worker.
+this process and the next chunk gets a new worker; a worker whose parent died exits.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import asyncio
 import atexit
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +31,7 @@ from models.mail import ParsedMessage
 
 log = logging.getLogger(__name__)
 
+_PARENT_CHECK_S = 1.0
 _DECODER = msgspec.msgpack.Decoder(list[ParsedMessage])
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -40,6 +43,20 @@ def parse_encoded(raws: Sequence[bytes]) -> bytes:
 
 def _ready() -> None:
     """A first task, so the worker is spawned and has imported mail.mime before mail arrives."""
+
+
+def _exit_with_parent() -> None:
+    """The worker's initializer: end the worker when the process that started it is gone. A
+    parent killed outright (an actor SIGKILLed, its node's OOM killer) shuts nothing down, and
+    the worker, blocked on its task queue, would wait forever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class ParsePool:
@@ -54,7 +71,9 @@ class ParsePool:
         with self._lock:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
-                    max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
                 )
                 self._executor.submit(_ready)
             return self._executor

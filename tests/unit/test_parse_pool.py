@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +53,41 @@ async def test_a_worker_killed_midway_costs_no_message(pool: ParsePool) -> None:
     assert parsed == [parse_message(raw) for raw in raws]
     assert pool._pool() is not executor
     assert await pool.parse(raws[:3]) == parsed[:3]
+
+
+_PARENT = """
+import asyncio, sys, time
+from mail.sync.parse_pool import ParsePool
+pool = ParsePool(1)
+asyncio.run(pool.parse([b"Subject: hi\\n\\nhello\\n"]))
+print(*pool._pool()._processes, flush=True)
+time.sleep(60)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; its new parent has not reaped it yet
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_worker_whose_parent_was_killed_exits() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
+    )
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    assert _running(worker)
+    parent.kill()  # SIGKILL: nothing in the parent shuts the pool down
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 15
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(worker)
 
 
 @pytest.mark.parametrize(
