@@ -354,12 +354,7 @@ class SyncEngine:
         messages = [r for r in results if isinstance(r, GmailMessage)]
         counts["vanished"] += len(results) - len(messages)
         counts["fetched"] += len(messages)
-        if self._parse_pool is not None and messages:
-            parsed = await self._parse_pool.parse([m.raw or b"" for m in messages])
-            synced = [SyncedMessage(gmail=m, parsed=p) for m, p in zip(messages, parsed, strict=True)]
-        else:
-            synced = await _parse(messages)
-        await _offer(ready, room, synced)
+        await _offer(ready, room, await _parse(messages, self._parse_pool))
 
     async def _store(self, synced: Sequence[SyncedMessage], generation: int, *, publish: bool) -> int:
         workspace_id = await self._workspace()
@@ -558,16 +553,18 @@ async def _offer(ready: asyncio.Queue[Any], room: asyncio.Semaphore, item: Any) 
     ready.put_nowait(item)
 
 
-async def _parse(messages: Sequence[GmailMessage]) -> list[SyncedMessage]:
-    """Parse fetched messages, letting the event loop run between slices (see _PARSE_SLICE)."""
-    synced: list[SyncedMessage] = []
-    for start in range(0, len(messages), _PARSE_SLICE):
-        synced += [
-            SyncedMessage(gmail=m, parsed=parse_message(m.raw or b""))
-            for m in messages[start : start + _PARSE_SLICE]
-        ]
-        await asyncio.sleep(0)
-    return synced
+async def _parse(messages: Sequence[GmailMessage], pool: ParsePool | None) -> list[SyncedMessage]:
+    """Parse fetched messages in the worker process, or here, letting the event loop run between
+    slices (see _PARSE_SLICE)."""
+    raws = [m.raw or b"" for m in messages]
+    if pool is not None and raws:
+        parsed = await pool.parse(raws)
+    else:
+        parsed = []
+        for start in range(0, len(raws), _PARSE_SLICE):
+            parsed += [parse_message(raw) for raw in raws[start : start + _PARSE_SLICE]]
+            await asyncio.sleep(0)
+    return [SyncedMessage(gmail=m, parsed=p) for m, p in zip(messages, parsed, strict=True)]
 
 
 async def _store_labels(conn: Any, workspace_id: UUID, account_id: UUID, labels: Sequence[Label]) -> None:
