@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/tracking_http.py [--duration 10] [--connections 64] [--rounds 3]
 
-Both servers answer GET /t/o/<token>.gif with the same 1x1 GIF after appending the event to the
-same Redis stream (mail.tracking.records.TRACKING_STREAM):
-- bare: one aiohttp process; its handler does one XADD per request (no token check);
+Both servers answer GET /t/o/<token>.gif with the same 1x1 GIF after appending the event to a
+Redis stream of the same Redis server:
+- bare: one aiohttp process; its handler does one XADD per request (no token check) to a stream
+  of its own (BARE_STREAM);
 - serve: `mailray`'s stack as `mailray up` starts it (Ray head, Serve with HAProxy ingress,
   configs/serve.yaml), the Tracking deployment verifying the signed token and recording the
   event through mail.tracking.intake (batched XADDs, spool fallback) before answering; its
@@ -12,12 +13,13 @@ same Redis stream (mail.tracking.records.TRACKING_STREAM):
 The bare server is loaded alone first (wrk, `--connections` connections, to saturation); then,
 with the stack up beside it and at rest, the two are loaded in turn, alternating, `--rounds`
 pairs: this machine's speed drifts by tens of % over minutes, and each pair meets the same
-drift. The bare server's XADDs go to a stream of their own then (same server, same command), so
-the stack's writer has nothing of theirs to read. Last, the stack at half its median rate (wrk
-with a per-connection pause, calibrated), `--rounds` times, for its latency percentiles. Prints
+drift (the bare server's stream has no reader: the stack's writer does none of its work).
+Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
+`--rounds` times, for its latency percentiles. Prints
 JSON lines: each pair's rates and ratio, their median, the stack against the bare server alone,
-the latencies, and how long the writer took to store the backlog each burst left. Needs wrk (`apt-get install wrk`), Postgres and Redis
-(MAILRAY_DATABASE__URL / MAILRAY_REDIS__URL, default this machine's).
+the latencies, and how long the writer took to store the backlog each burst left. Needs wrk
+(`apt-get install wrk`), Postgres and Redis (MAILRAY_DATABASE__URL / MAILRAY_REDIS__URL, default
+this machine's).
 """
 
 from __future__ import annotations
