@@ -193,21 +193,35 @@ async def _soft_bounces(conn: Conn, sent: _Sent) -> int:
 async def _requeue(conn: Conn, sent: _Sent, failed: BouncedRecipient, settings: SendingSettings) -> None:
     """A soft bounce after the relay accepted the message: not delivered, so it is queued again."""
     delay = outbox.backoff_s(sent.attempts, settings.retry_base_s)
-    await conn.execute(
-        "UPDATE campaign_recipients SET state = 'queued', claimed_by = NULL, uncertain = false, "
-        "send_after = now() + make_interval(secs => %s), last_error = %s, updated_at = now() "
-        "WHERE id = %s AND state IN ('sent', 'bounced')",
-        (delay, f"soft bounce: {failed.status or failed.reply_code} {failed.diagnostic}"[:1000], sent.row_id),
-    )
+    await _leave_state(
+        conn, "state = 'queued', claimed_by = NULL, uncertain = false, "
+        "send_after = now() + make_interval(secs => %s), last_error = %s", ("sent", "bounced"),
+        (delay, f"soft bounce: {failed.status or failed.reply_code} {failed.diagnostic}"[:1000]), sent.row_id,
+    )  # fmt: skip
 
 
 async def _mark_bounced(conn: Conn, sent: _Sent, failed: BouncedRecipient) -> None:
-    await conn.execute(
-        "UPDATE campaign_recipients SET state = 'bounced', last_error = %s, updated_at = now() "
-        "WHERE id = %s AND state IN ('sent', 'queued')",
-        (f"{failed.kind} bounce ({failed.reason}): {failed.status or failed.reply_code} {failed.diagnostic}"[:1000],
-         sent.row_id),
+    await _leave_state(
+        conn, "state = 'bounced', last_error = %s", ("sent", "queued"),
+        (f"{failed.kind} bounce ({failed.reason}): {failed.status or failed.reply_code} {failed.diagnostic}"[:1000],),
+        sent.row_id,
     )  # fmt: skip
+
+
+async def _leave_state(
+    conn: Conn, assignments: str, from_states: tuple[str, ...], values: tuple[Any, ...], row_id: int
+) -> None:
+    """Update the outbox row when it is in one of `from_states`; a row that was sent leaves its
+    campaign's sent_count."""
+    cursor = await conn.execute(
+        "WITH before AS (SELECT id, state FROM campaign_recipients WHERE id = %s FOR UPDATE) "
+        f"UPDATE campaign_recipients r SET {assignments}, updated_at = now() FROM before "
+        "WHERE r.id = before.id AND r.state = ANY(%s) RETURNING before.state, r.campaign_id, r.variant_id",
+        (row_id, *values, list(from_states)),
+    )
+    row = await cursor.fetchone()
+    if row is not None and row[0] == "sent":
+        await outbox.add_to_sent_counts(conn, [(row[1], row[2])], sign=-1)
 
 
 async def _suppress(conn: Conn, sent: _Sent, source: str) -> int:

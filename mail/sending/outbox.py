@@ -13,6 +13,7 @@ outbox was written is caught at claim time and recorded as `suppressed`, never s
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -70,10 +71,12 @@ async def mark_sent(
     cursor = await conn.execute(
         "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = %s, provider_message_id = %s, "
         "uncertain = false, last_error = NULL, updated_at = now() "
-        "WHERE id = %s AND state = 'sending' AND claimed_by = %s",
+        "WHERE id = %s AND state = 'sending' AND claimed_by = %s RETURNING campaign_id, variant_id",
         (message_id, provider_message_id, row_id, sender),
     )
-    return bool(cursor.rowcount)
+    done = await cursor.fetchall()
+    await add_to_sent_counts(conn, done)
+    return bool(done)
 
 
 def backoff_s(attempts: int, base_s: float) -> float:
@@ -129,15 +132,35 @@ async def mark_sent_many(conn: Conn, sender: str, sent: list[tuple[int, str, str
         "UPDATE campaign_recipients r SET state = 'sent', sent_at = now(), message_id = v.message_id, "
         "provider_message_id = v.provider_id, uncertain = false, last_error = NULL, updated_at = now() "
         "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, message_id, provider_id) "
-        "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s",
+        "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s RETURNING r.campaign_id, r.variant_id",
         (ids, message_ids, provider_ids, sender),
     )
+    done = await cursor.fetchall()
+    await add_to_sent_counts(conn, done)
     # The rows' tracked emails (mail.sending.campaign_compose), for analytics' sent counts.
     await conn.execute(
         "UPDATE tracked_emails SET status = 'sent', sent_at = now() WHERE recipient_id = ANY(%s) AND status = 'queued'",
         (ids,),
     )
-    return int(cursor.rowcount)
+    return len(done)
+
+
+async def add_to_sent_counts(conn: Conn, rows: list[tuple[UUID, UUID | None]], sign: int = 1) -> None:
+    """Count outbox rows (campaign id, variant id) that became sent (sign 1) or stopped being sent
+    (-1: a bounce after acceptance) in their campaigns' and variants' sent_count, in the caller's
+    transaction: exact, and O(rows) where a recount is O(campaign) for every batch. Campaign rows
+    first, then variants, each in id order: concurrent senders take these locks in one order."""
+    campaigns = Counter(campaign_id for campaign_id, _ in rows)
+    variants = Counter(variant_id for _, variant_id in rows if variant_id is not None)
+    for campaign_id, count in sorted(campaigns.items()):
+        await conn.execute(
+            "UPDATE campaigns SET sent_count = sent_count + %s WHERE id = %s", (sign * count, campaign_id)
+        )
+    for variant_id, count in sorted(variants.items()):
+        await conn.execute(
+            "UPDATE campaign_variants SET sent_count = sent_count + %s WHERE id = %s",
+            (sign * count, variant_id),
+        )
 
 
 async def still_mine(conn: Conn, row_id: int, sender: str) -> bool:
@@ -190,8 +213,8 @@ async def finish_campaigns(conn: Conn) -> list[UUID]:
 
 
 async def refresh_counts(conn: Conn, campaign_ids: set[UUID]) -> None:
-    """campaigns.sent_count and variants' from the outbox (once per batch, not per message: one
-    hot campaign row updated by every sender would serialize them)."""
+    """campaigns.sent_count and variants' recounted from the outbox: once, when a campaign
+    finishes (mark_sent keeps them current while it sends)."""
     for campaign_id in sorted(campaign_ids):
         await conn.execute(
             "UPDATE campaigns SET sent_count = (SELECT count(*) FROM campaign_recipients "

@@ -101,8 +101,7 @@ class Sender:
         finally:
             self._batch = []
         async with pool.connection() as conn, conn.transaction():
-            await outbox.refresh_counts(conn, {row.campaign_id for row in rows})
-            await outbox.finish_campaigns(conn)
+            await outbox.refresh_counts(conn, set(await outbox.finish_campaigns(conn)))
         return report
 
     async def _send_batch(self, rows: list[Claimed], report: StepReport) -> None:

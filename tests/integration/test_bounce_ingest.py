@@ -77,6 +77,8 @@ async def test_bounces_from_the_sink_are_linked_and_acted_on_once(
                 break
             await asyncio.sleep(0.05)
     assert set((await _states(database_url, campaign_id)).values()) == {"sent"}  # the relay took all 11
+    sent_count = "SELECT sent_count FROM campaigns WHERE id = %s"
+    assert await _count(database_url, sent_count, campaign_id) == 11
 
     pubsub = services.redis.pubsub()
     await pubsub.subscribe(workspace_channel(owner.workspace_id))
@@ -92,6 +94,7 @@ async def test_bounces_from_the_sink_are_linked_and_acted_on_once(
     states = await _states(database_url, campaign_id)
     assert (states[hard], states[full], states[spam]) == ("bounced", "queued", "bounced")
     assert {states[address] for address in good} == {"sent"}
+    assert await _count(database_url, sent_count, campaign_id) == 8  # the three bounced left the count
     suppressed = await _count(
         database_url, "SELECT count(*) FROM suppressions WHERE workspace_id = %s AND email = ANY(%s)",
         owner.workspace_id, [hard, full, spam],
@@ -112,6 +115,7 @@ async def test_bounces_from_the_sink_are_linked_and_acted_on_once(
     again = await ingest_maildir(services.pool, services.redis, dsn, services.settings.sending)
     assert (again.reports, again.hard, again.soft_retried, again.blocked, again.suppressed) == (3, 0, 0, 0, 0)
     assert await _count(database_url, "SELECT count(*) FROM bounces WHERE campaign_id = %s", campaign_id) == 3
+    assert await _count(database_url, sent_count, campaign_id) == 8
 
 
 async def test_repeated_soft_bounces_suppress_the_address_and_unknown_mail_is_unmatched(

@@ -164,3 +164,46 @@ def test_complaints_are_judged_against_sent_mail() -> None:
         == "complaint rate 0.40% over 0.30% (4 of 1000 sent)"
     )
     assert judge(sent=50, bounced=40, complaints=0, limits=limits) is None  # too few to judge
+
+
+async def _sent_counts(conn: Conn, campaign_id: uuid.UUID) -> tuple[int, list[int]]:
+    cursor = await conn.execute("SELECT sent_count FROM campaigns WHERE id = %s", (campaign_id,))
+    row = await cursor.fetchone()
+    assert row is not None
+    cursor = await conn.execute(
+        "SELECT sent_count FROM campaign_variants WHERE campaign_id = %s ORDER BY name", (campaign_id,)
+    )
+    return int(row[0]), [int(count) for (count,) in await cursor.fetchall()]
+
+
+async def test_sent_counts_follow_each_acceptance_without_a_recount(conn: Conn) -> None:
+    """campaigns.sent_count and the variants' move with every recorded acceptance, in its own
+    transaction; a late report of a sender whose claim lapsed counts nothing, and the recount
+    when the campaign finishes agrees."""
+    owner, campaign_id = await _sending_campaign(conn, recipients=12)
+    variants = []
+    for name in ("A", "B"):
+        cursor = await conn.execute(
+            "INSERT INTO campaign_variants (campaign_id, workspace_id, name, percentage) "
+            "VALUES (%s, %s, %s, 50) RETURNING id",
+            (campaign_id, owner.workspace_id, name),
+        )
+        variants.append((await cursor.fetchone())[0])  # type: ignore[index]
+    rows = [row for row in await outbox.claim(conn, "s", 100) if row.campaign_id == campaign_id]
+    assert len(rows) == 12
+    # Variant A for the first four rows, B for the next four, none for the rest.
+    for index, row in enumerate(rows[:8]):
+        await conn.execute(
+            "UPDATE campaign_recipients SET variant_id = %s WHERE id = %s", (variants[index // 4], row.id)
+        )
+    assert await outbox.mark_sent_many(conn, "s", [(row.id, f"<{row.id}@x>", None) for row in rows[:6]]) == 6
+    assert await _sent_counts(conn, campaign_id) == (6, [4, 2])
+    assert await outbox.mark_sent(conn, rows[6].id, "s", "<6@x>", None)
+    assert not await outbox.mark_sent(conn, rows[7].id, "other", "<7@x>", None)  # not its row
+    assert await outbox.mark_sent_many(conn, "s", [(rows[6].id, "<6@x>", None)]) == 0  # sent already
+    assert await _sent_counts(conn, campaign_id) == (7, [4, 3])
+    assert await outbox.mark_sent_many(conn, "s", [(row.id, f"<{row.id}@x>", None) for row in rows[7:]]) == 5
+    assert await _sent_counts(conn, campaign_id) == (12, [4, 4])
+    assert campaign_id in await outbox.finish_campaigns(conn)
+    await outbox.refresh_counts(conn, {campaign_id})
+    assert await _sent_counts(conn, campaign_id) == (12, [4, 4])
