@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +80,33 @@ def emit(figure: str, **values: Any) -> None:
                       "cpus": os.cpu_count()}), flush=True)  # fmt: skip
 
 
-def start_sink(port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return process
+@contextlib.contextmanager
+def running_sink(port: int, kind: str) -> Iterator[int]:
+    """The SMTP server in a process of its own, listening on `port`, until the block ends; its pid.
+    `counting`: aiosmtpd that counts and keeps nothing (the cheapest server: the strictest
+    comparison); `mailray`: `mailray emulator smtp`, the project's sink, storing every message."""
+    with tempfile.TemporaryDirectory(prefix="mailray-bench-sink-") as store:
+        if kind == "counting":
+            command = [sys.executable, "-c", SINK, str(port)]
+        else:
+            command = [str(Path(sys.executable).with_name("mailray")), "emulator", "smtp",
+                       "--port", str(port), "--store", store]  # fmt: skip
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None
+            ready = process.stdout.readline().strip()
+            if ready != "ready" and not ready.startswith("SMTP sink:"):
+                raise RuntimeError(f"the SMTP server did not start: {ready!r}")
+            yield process.pid
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 HTML = (
@@ -161,9 +185,11 @@ def engine_environ(url: str, data_dir: Path | None) -> dict[str, str]:
     }  # fmt: skip
 
 
-async def drain_one(port: int, url: str, connections: int, name: str, data_dir: Path | None) -> int:
+async def drain_one(
+    port: int, url: str, connections: int, name: str, data_dir: Path | None
+) -> tuple[int, float]:
     """One sender loop in this process until the outbox is empty (a child of --processes): it
-    says "ready", waits for a line on stdin, then sends; what it sent."""
+    says "ready", waits for a line on stdin, then sends; what it sent, and its CPU seconds."""
     settings = load_settings(environ=engine_environ(url, data_dir))
     services = await open_services(settings)
     transport = SmtpTransport("127.0.0.1", port, connections=connections)
@@ -171,12 +197,14 @@ async def drain_one(port: int, url: str, connections: int, name: str, data_dir: 
     loop = Sender(services, name, transport, compose)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
+    cpu = time.process_time()
     sent = 0
     while (report := await loop.step()).claimed:
         sent += report.sent
+    cpu = time.process_time() - cpu
     await transport.close()
     await services.close()
-    return sent
+    return sent, cpu
 
 
 async def engine(
@@ -263,12 +291,16 @@ async def _in_processes(
         await child.stdin.drain()
     outputs = [await child.communicate() for child in children]
     elapsed = time.perf_counter() - started
-    sent = sum(json.loads(out.decode().strip().splitlines()[-1])["sent"] for out, _ in outputs)
+    results = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+    sent = sum(result["sent"] for result in results)
     return {
         "sent": sent,
         "requests_per_s": round(sent / elapsed, 1),
         "seconds": round(elapsed, 2),
         "processes": senders,
+        "sender_cpu_ms_per_message": round(
+            sum(result["cpu_s"] for result in results) * 1000 / max(1, sent), 3
+        ),
     }
 
 
@@ -280,6 +312,12 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--composition", choices=("campaign", "plain"), default="campaign")
     parser.add_argument("--processes", action="store_true", help="each sender loop in a process of its own")
+    parser.add_argument(
+        "--sink",
+        choices=("counting", "mailray"),
+        default="counting",
+        help="the SMTP server: a counting aiosmtpd, or `mailray emulator smtp` (stores each message)",
+    )
     parser.add_argument("--drain-one", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="bench-0", help=argparse.SUPPRESS)
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
@@ -287,16 +325,15 @@ def main() -> None:
     port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
     data_dir = _dkim_data_dir() if args.composition == "campaign" else None
     if args.drain_one:  # a child of --processes
-        sent = asyncio.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
-        print(json.dumps({"sent": sent}))
+        sent, cpu = asyncio.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
+        print(json.dumps({"sent": sent, "cpu_s": cpu}))
         return
     if args.engine_only:  # a child of --memory: the engine alone against a running sink
         print(
             json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir)))
         )
         return
-    sink = start_sink(port)
-    try:
+    with running_sink(port, args.sink) as sink:
         if args.memory:
             for size in (20000, 100000):
                 child = subprocess.run(
@@ -307,22 +344,26 @@ def main() -> None:
                 )  # fmt: skip
                 emit("engine_memory", recipients=size, **json.loads(child.stdout.strip().splitlines()[-1]))
             return
+        # CPU per message of the SMTP server and of the sending side: which one sets the pace.
+        sink_cpu, client_cpu = cpu_s(sink), time.process_time()
         bare_rate = asyncio.run(bare(port, args.recipients, args.connections, data_dir))
         emit(
             "bare_aiosmtplib",
+            sink=args.sink,
             recipients=args.recipients,
             connections=args.connections,
             requests_per_s=round(bare_rate, 1),
+            sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / args.recipients, 3),
+            client_cpu_ms_per_message=round((time.process_time() - client_cpu) * 1000 / args.recipients, 3),
         )
+        sink_cpu = cpu_s(sink)
         result = asyncio.run(
             engine(port, args.recipients, args.connections, args.senders, data_dir, processes=args.processes)
         )
-        emit("engine", recipients=args.recipients, connections=args.connections, senders=args.senders,
-             composition=args.composition, **result, fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
-    finally:
-        assert sink.stdin is not None
-        sink.stdin.close()
-        sink.wait()
+        emit("engine", sink=args.sink, recipients=args.recipients, connections=args.connections,
+             senders=args.senders, composition=args.composition, **result,
+             sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),
+             fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
 
 
 def _dkim_data_dir() -> Path:
