@@ -71,12 +71,10 @@ async def mark_sent(
     cursor = await conn.execute(
         "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = %s, provider_message_id = %s, "
         "uncertain = false, last_error = NULL, updated_at = now() "
-        "WHERE id = %s AND state = 'sending' AND claimed_by = %s RETURNING campaign_id, variant_id",
+        "WHERE id = %s AND state = 'sending' AND claimed_by = %s",
         (message_id, provider_message_id, row_id, sender),
     )
-    done = await cursor.fetchall()
-    await add_to_sent_counts(conn, done)
-    return bool(done)
+    return bool(cursor.rowcount)
 
 
 def backoff_s(attempts: int, base_s: float) -> float:
@@ -132,24 +130,39 @@ async def mark_sent_many(conn: Conn, sender: str, sent: list[tuple[int, str, str
         "UPDATE campaign_recipients r SET state = 'sent', sent_at = now(), message_id = v.message_id, "
         "provider_message_id = v.provider_id, uncertain = false, last_error = NULL, updated_at = now() "
         "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, message_id, provider_id) "
-        "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s RETURNING r.campaign_id, r.variant_id",
+        "WHERE r.id = v.id AND r.state = 'sending' AND r.claimed_by = %s",
         (ids, message_ids, provider_ids, sender),
     )
-    done = await cursor.fetchall()
-    await add_to_sent_counts(conn, done)
     # The rows' tracked emails (mail.sending.campaign_compose), for analytics' sent counts.
     await conn.execute(
         "UPDATE tracked_emails SET status = 'sent', sent_at = now() WHERE recipient_id = ANY(%s) AND status = 'queued'",
         (ids,),
     )
-    return len(done)
+    return int(cursor.rowcount)
+
+
+async def count_batch(conn: Conn, sender: str, row_ids: list[int]) -> None:
+    """At the end of a sender's batch: add the batch's rows that this sender marked sent to their
+    campaigns' and variants' sent_count. O(batch), where a recount of the campaign is O(campaign)
+    for every batch (quadratic over a send). A row is counted by the batch that sent it only: a
+    claim is a row's only batch, and a row another sender took over carries that sender's name.
+    A sender that dies between recording and counting leaves its last batch uncounted until the
+    campaign finishes, when refresh_counts recounts."""
+    if not row_ids:
+        return
+    cursor = await conn.execute(
+        "SELECT campaign_id, variant_id FROM campaign_recipients WHERE id = ANY(%s) AND state = 'sent' "
+        "AND claimed_by = %s",
+        (row_ids, sender),
+    )
+    await add_to_sent_counts(conn, await cursor.fetchall())
 
 
 async def add_to_sent_counts(conn: Conn, rows: list[tuple[UUID, UUID | None]], sign: int = 1) -> None:
     """Count outbox rows (campaign id, variant id) that became sent (sign 1) or stopped being sent
     (-1: a bounce after acceptance) in their campaigns' and variants' sent_count, in the caller's
-    transaction: exact, and O(rows) where a recount is O(campaign) for every batch. Campaign rows
-    first, then variants, each in id order: concurrent senders take these locks in one order."""
+    transaction. Campaign rows first, then variants, each in id order: concurrent senders take
+    these locks in one order."""
     campaigns = Counter(campaign_id for campaign_id, _ in rows)
     variants = Counter(variant_id for _, variant_id in rows if variant_id is not None)
     for campaign_id, count in sorted(campaigns.items()):
@@ -214,7 +227,7 @@ async def finish_campaigns(conn: Conn) -> list[UUID]:
 
 async def refresh_counts(conn: Conn, campaign_ids: set[UUID]) -> None:
     """campaigns.sent_count and variants' recounted from the outbox: once, when a campaign
-    finishes (mark_sent keeps them current while it sends)."""
+    finishes (count_batch keeps them current while it sends)."""
     for campaign_id in sorted(campaign_ids):
         await conn.execute(
             "UPDATE campaigns SET sent_count = (SELECT count(*) FROM campaign_recipients "

@@ -101,6 +101,7 @@ class Sender:
         finally:
             self._batch = []
         async with pool.connection() as conn, conn.transaction():
+            await outbox.count_batch(conn, self._name, [row.id for row in rows])
             await outbox.refresh_counts(conn, set(await outbox.finish_campaigns(conn)))
         return report
 

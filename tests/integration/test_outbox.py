@@ -176,10 +176,10 @@ async def _sent_counts(conn: Conn, campaign_id: uuid.UUID) -> tuple[int, list[in
     return int(row[0]), [int(count) for (count,) in await cursor.fetchall()]
 
 
-async def test_sent_counts_follow_each_acceptance_without_a_recount(conn: Conn) -> None:
-    """campaigns.sent_count and the variants' move with every recorded acceptance, in its own
-    transaction; a late report of a sender whose claim lapsed counts nothing, and the recount
-    when the campaign finishes agrees."""
+async def test_sent_counts_move_by_batch_without_a_recount(conn: Conn) -> None:
+    """At the end of each batch, campaigns.sent_count and the variants' grow by what the batch
+    sent; a late report of a sender whose claim lapsed counts nothing, nor does another sender's
+    batch; the recount when the campaign finishes agrees."""
     owner, campaign_id = await _sending_campaign(conn, recipients=12)
     variants = []
     for name in ("A", "B"):
@@ -189,21 +189,25 @@ async def test_sent_counts_follow_each_acceptance_without_a_recount(conn: Conn) 
             (campaign_id, owner.workspace_id, name),
         )
         variants.append((await cursor.fetchone())[0])  # type: ignore[index]
-    rows = [row for row in await outbox.claim(conn, "s", 100) if row.campaign_id == campaign_id]
-    assert len(rows) == 12
+    first = [row for row in await outbox.claim(conn, "s", 8) if row.campaign_id == campaign_id]
+    second = [row for row in await outbox.claim(conn, "t", 100) if row.campaign_id == campaign_id]
+    assert (len(first), len(second)) == (8, 4)
     # Variant A for the first four rows, B for the next four, none for the rest.
-    for index, row in enumerate(rows[:8]):
+    for index, row in enumerate(first):
         await conn.execute(
             "UPDATE campaign_recipients SET variant_id = %s WHERE id = %s", (variants[index // 4], row.id)
         )
-    assert await outbox.mark_sent_many(conn, "s", [(row.id, f"<{row.id}@x>", None) for row in rows[:6]]) == 6
-    assert await _sent_counts(conn, campaign_id) == (6, [4, 2])
-    assert await outbox.mark_sent(conn, rows[6].id, "s", "<6@x>", None)
-    assert not await outbox.mark_sent(conn, rows[7].id, "other", "<7@x>", None)  # not its row
-    assert await outbox.mark_sent_many(conn, "s", [(rows[6].id, "<6@x>", None)]) == 0  # sent already
+    assert await outbox.mark_sent_many(conn, "s", [(row.id, f"<{row.id}@x>", None) for row in first[:6]]) == 6
+    assert await outbox.mark_sent(conn, first[6].id, "s", "<6@x>", None)
+    assert not await outbox.mark_sent(conn, first[7].id, "t", "<7@x>", None)  # not t's row
+    assert await _sent_counts(conn, campaign_id) == (0, [0, 0])  # counted when the batch ends
+    await outbox.count_batch(conn, "t", [row.id for row in first])  # rows of s: nothing for t
+    await outbox.count_batch(conn, "s", [row.id for row in first])
     assert await _sent_counts(conn, campaign_id) == (7, [4, 3])
-    assert await outbox.mark_sent_many(conn, "s", [(row.id, f"<{row.id}@x>", None) for row in rows[7:]]) == 5
-    assert await _sent_counts(conn, campaign_id) == (12, [4, 4])
+    await outbox.mark_final(conn, first[7].id, "s", "failed", "550 no")
+    assert await outbox.mark_sent_many(conn, "t", [(row.id, f"<{row.id}@x>", None) for row in second]) == 4
+    await outbox.count_batch(conn, "t", [row.id for row in second])
+    assert await _sent_counts(conn, campaign_id) == (11, [4, 3])
     assert campaign_id in await outbox.finish_campaigns(conn)
     await outbox.refresh_counts(conn, {campaign_id})
-    assert await _sent_counts(conn, campaign_id) == (12, [4, 4])
+    assert await _sent_counts(conn, campaign_id) == (11, [4, 3])
