@@ -146,8 +146,9 @@ async def count_batch(conn: Conn, sender: str, row_ids: list[int]) -> None:
     campaigns' and variants' sent_count. O(batch), where a recount of the campaign is O(campaign)
     for every batch (quadratic over a send). A row is counted by the batch that sent it only: a
     claim is a row's only batch, and a row another sender took over carries that sender's name.
-    A sender that dies between recording and counting leaves its last batch uncounted until the
-    campaign finishes, when refresh_counts recounts."""
+    A sender that dies between recording and counting leaves its last batch uncounted, and a
+    bounce ingested before its row's batch ends is taken off a count it was never in: both until
+    the campaign finishes, when refresh_counts recounts."""
     if not row_ids:
         return
     cursor = await conn.execute(
