@@ -41,6 +41,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from smtp_sink import cpu_s  # noqa: E402 - benchmarks/smtp_sink.py, beside this file
 from sync import scratch_database  # noqa: E402 - benchmarks/sync.py, beside this file
 
 from mail import auth  # noqa: E402
@@ -101,12 +102,6 @@ def running_sink(port: int, kind: str) -> Iterator[int]:
         finally:
             process.terminate()
             process.wait(30)
-
-
-def cpu_s(pid: int) -> float:
-    """User and system CPU seconds of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 HTML = (
