@@ -225,19 +225,23 @@ def bare_server() -> Iterator[str]:
         process.wait()
 
 
-def start_stack(data_dir: Path) -> tuple[dict[str, str], str]:
-    env = {
+def stack_environ(data_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "MAILRAY_DATABASE__URL": DATABASE_URL,
         "MAILRAY_REDIS__URL": REDIS_URL,
         "MAILRAY_APP__DATA_DIR": str(data_dir),
         "MAILRAY_RAY__INCLUDE_DASHBOARD": "false",
     }
+
+
+def start_stack(env: dict[str, str]) -> str:
+    """`mailray up` (a failure is stopped by the caller's `mailray down`); a tracked email's token."""
     subprocess.run([str(ROOT / ".venv/bin/mailray"), "up"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     token = subprocess.run([sys.executable, "-c", TRACKED_EMAIL], cwd=ROOT, env=env, check=True,
                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return env, token
+    return token
 
 
 def main() -> None:
@@ -256,8 +260,9 @@ def main() -> None:
         alone = wrk(bare_url, duration=args.duration, connections=args.connections)
         emit("bare_aiohttp_xadd_alone", connections=args.connections, busy_before=idle, **alone)
         with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
-            env, token = start_stack(Path(data_dir))
+            env = stack_environ(Path(data_dir))
             try:
+                token = start_stack(env)
                 url = f"http://127.0.0.1:8000/t/o/{token}.gif"
                 wait_http(url)
                 wrk(url, duration=3, connections=args.connections)  # warm-up
