@@ -133,8 +133,9 @@ class TrackingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     # Clicked links' targets cached in Redis (the endpoint then needs no Postgres round trip).
     link_cache_ttl_s: int = 7 * 24 * 3600
     # The writer is background work: under a burst it yields the CPU to the endpoints (the
-    # stream holds the backlog durably) and catches up after. Niceness of its process.
-    writer_niceness: int = 10
+    # stream holds the backlog durably) and catches up after. Niceness of its process: at 19 it
+    # runs on what the endpoints leave, and still gets a small share when they leave nothing.
+    writer_niceness: int = 19
     # After a read that drained the stream the writer waits this long, so events are stored in
     # fewer, larger transactions (and reach WebSockets up to this much later).
     writer_linger_ms: int = 200
