@@ -14,7 +14,9 @@ The bare server is loaded alone first (wrk, `--connections` connections, to satu
 with the stack up beside it and at rest, the two are loaded in turn, alternating, `--rounds`
 pairs: this machine's speed drifts by tens of % over minutes, and each pair meets the same
 drift (the bare server's stream has no reader: the stack's writer does none of its work).
-Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
+With `--tracking noop` the stack's Tracking deployment is replaced by a no-op ASGI app that
+answers the same GIF and records nothing (no token check, no event): what Serve's own path
+costs, the control for the figure above. Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
 `--rounds` times, for its latency percentiles. Prints
 JSON lines: each pair's rates and ratio, their median, the stack against the bare server alone,
 the latencies, and how long the writer took to store the backlog each burst left. Needs wrk
@@ -92,6 +94,30 @@ TRACKED_EMAIL = textwrap.dedent(
         signer = TokenSigner.from_keyring(load_keyring(settings))
         print(signer.sign(TrackingToken(kind=TokenKind.OPEN, email_id=email_id)))
     asyncio.run(main())
+    """
+)
+
+# The control: the Tracking deployment without mailray's work (`--tracking noop`).
+NOOP_PIXEL = textwrap.dedent(
+    """
+    import base64
+    from ray import serve
+    GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+    HEADERS = [(b"content-type", b"image/gif"), (b"content-length", str(len(GIF)).encode())]
+    async def pixel(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+        elif scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": GIF})
+    @serve.deployment(name="Tracking")
+    @serve.ingress(lambda: pixel)
+    class Tracking:
+        pass
+    def build(args):
+        return Tracking.bind()
     """
 )
 
@@ -235,6 +261,21 @@ def stack_environ(data_dir: Path) -> dict[str, str]:
     }
 
 
+def noop_config(directory: Path) -> Path:
+    """configs/serve.yaml with the tracking application's import path on NOOP_PIXEL."""
+    import yaml
+
+    (directory / "noop_pixel.py").write_text(NOOP_PIXEL)
+    config = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
+    for application in config["applications"]:
+        if application["name"] == "tracking":
+            application["import_path"] = "noop_pixel:build"
+            application["runtime_env"] = {"env_vars": {"PYTHONPATH": str(directory)}}
+    path = directory / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def start_stack(env: dict[str, str]) -> str:
     """`mailray up` (a failure is stopped by the caller's `mailray down`); a tracked email's token."""
     subprocess.run([str(ROOT / ".venv/bin/mailray"), "up"], cwd=ROOT, env=env, check=True,
@@ -249,6 +290,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare/stack pairs, and half-load runs")
+    parser.add_argument("--tracking", choices=("mailray", "noop"), default="mailray",
+                        help="noop: the Tracking deployment replaced by a GIF-only ASGI app (the control)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -261,6 +304,8 @@ def main() -> None:
         emit("bare_aiohttp_xadd_alone", connections=args.connections, busy_before=idle, **alone)
         with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
             env = stack_environ(Path(data_dir))
+            if args.tracking == "noop":
+                env["MAILRAY_SERVE__CONFIG_PATH"] = str(noop_config(Path(data_dir)))
             try:
                 token = start_stack(env)
                 url = f"http://127.0.0.1:8000/t/o/{token}.gif"
@@ -288,6 +333,7 @@ def main() -> None:
                 fractions = [s / b for b, s in zip(bare_rates, serve_rates, strict=True)]
                 emit(
                     "serve_pixel_saturated",
+                    tracking=args.tracking,
                     connections=args.connections,
                     bare_requests_per_s=bare_rates,
                     serve_requests_per_s=serve_rates,
@@ -307,6 +353,7 @@ def main() -> None:
                     paced.append(wrk(url, duration=args.duration, connections=connections, delay_ms=delay_ms))
                 emit(
                     "serve_pixel_half_load",
+                    tracking=args.tracking,
                     target_requests_per_s=round(half, 1),
                     connections=connections,
                     delay_ms=round(delay_ms, 2),
