@@ -1,6 +1,7 @@
 """The open pixel through the deployed Serve stack vs a bare aiohttp server, with wrk, one run.
 
     .venv/bin/python benchmarks/tracking_http.py [--duration 10] [--connections 64] [--rounds 3]
+    .venv/bin/python benchmarks/tracking_http.py --tracking noop    # the control: Serve alone
 
 Both servers answer GET /t/o/<token>.gif with the same 1x1 GIF after appending the event to a
 Redis stream of the same Redis server:
@@ -14,10 +15,10 @@ The bare server is loaded alone first (wrk, `--connections` connections, to satu
 with the stack up beside it and at rest, the two are loaded in turn, alternating, `--rounds`
 pairs: this machine's speed drifts by tens of % over minutes, and each pair meets the same
 drift (the bare server's stream has no reader: the stack's writer does none of its work).
-With `--tracking noop` the stack's Tracking deployment is replaced by a no-op ASGI app that
-answers the same GIF and records nothing (no token check, no event): what Serve's own path
-costs, the control for the figure above. Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
-`--rounds` times, for its latency percentiles. Prints
+Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
+`--rounds` times, for its latency percentiles. With `--tracking noop` the stack's Tracking
+deployment is replaced by a no-op ASGI app that answers the same GIF and records nothing (no
+token check, no event): what Serve's own path costs, the control for these figures. Prints
 JSON lines: each pair's rates and ratio, their median, the stack against the bare server alone,
 the latencies, and how long the writer took to store the backlog each burst left. Needs wrk
 (`apt-get install wrk`), Postgres and Redis (MAILRAY_DATABASE__URL / MAILRAY_REDIS__URL, default
