@@ -84,7 +84,7 @@ async def make_tracked_email(
             ),
         )
         await registry.store_links(
-            conn, workspace_id, email_id, campaign_id,
+            conn, workspace_id, email_id,
             [registry.LinkRow(position=i, url=url, text=f"link {i}") for i, url in enumerate(links)],
         )  # fmt: skip
     return email_id

@@ -193,7 +193,7 @@ class RenderedMessage(msgspec.Struct, frozen=True, kw_only=True):
     subject: str
     # Top-level headers in order, values as set (before encoding and folding).
     headers: tuple[tuple[str, str], ...]
-    # The HTML's tracked links, with this recipient's targets (what tracking_links stores).
+    # The HTML's tracked links, with this recipient's targets (what tracked_email_links stores).
     links: tuple[TrackedLink, ...]
 
 

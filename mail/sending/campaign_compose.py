@@ -6,8 +6,9 @@ mail.campaigns.render), the rows' contacts are read in one query, and each row's
 (the id its open, click and unsubscribe tokens carry) is made in one statement, unique per outbox
 row: composing a row again (a retry, an uncertain row) signs the same tokens and so renders the
 same message, with the same Message-ID. The rendered links are stored for the click redirect in
-one statement per batch. A row that cannot be rendered (an address that cannot be written, a
-placeholder URL that is no URL) is NotComposed with the reason; the others go on.
+one statement per batch, one row per message (mail.tracking.registry.store_link_lists). A row
+that cannot be rendered (an address that cannot be written, a placeholder URL that is no URL) is
+NotComposed with the reason; the others go on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mail.dkim import DkimSigner, load_signers, signer_for
 from mail.errors import MailrayError
 from mail.sending.outbox import Claimed
 from mail.sending.sender import Composed, NotComposed
+from mail.tracking import registry
 from mail.tracking.tokens import TokenSigner
 from models.campaigns import Campaign
 from models.settings import Settings
@@ -37,13 +39,6 @@ _TRACK = (
     "'queued' FROM unnest(%s::uuid[], %s::uuid[], %s::bigint[], %s::uuid[], %s::text[], %s::text[], %s::text[]) "
     "AS t(campaign_id, variant_id, recipient_id, contact_id, email, message_id, subject) "
     "ON CONFLICT (recipient_id) WHERE recipient_id IS NOT NULL DO NOTHING"
-)
-_LINKS = (
-    "INSERT INTO tracking_links (workspace_id, email_id, campaign_id, recipient_id, position, url, link_text) "
-    "SELECT l.workspace_id, l.email_id, l.campaign_id, l.recipient_id, l.position, l.url, l.text "
-    "FROM unnest(%s::uuid[], %s::bigint[], %s::uuid[], %s::bigint[], %s::int[], %s::text[], %s::text[]) "
-    "AS l(workspace_id, email_id, campaign_id, recipient_id, position, url, text) "
-    "ON CONFLICT (email_id, position) DO NOTHING"
 )
 
 
@@ -63,7 +58,7 @@ class CampaignComposer:
         recipients = await _recipients(conn, rows)
         tracked = await self._tracked_emails(conn, rows, contents)
         composed: list[Composed | NotComposed] = []
-        links: list[tuple[Any, ...]] = []
+        links: list[tuple[uuid.UUID, int, Sequence[registry.Link]]] = []
         for row in rows:
             campaign = campaigns[row.campaign_id]
             options = RenderOptions.of(campaign)
@@ -80,10 +75,7 @@ class CampaignComposer:
             signer = signer_for(self._dkim, rendered.envelope_from)
             if signer is not None:
                 message = signer.sign(message)
-            links += [
-                (row.workspace_id, tracked[row.id], row.campaign_id, row.id, link.position, link.url, link.text or None)
-                for link in rendered.links
-            ]  # fmt: skip
+            links.append((row.workspace_id, tracked[row.id], rendered.links))
             composed.append(
                 Composed(
                     row=row,
@@ -92,8 +84,7 @@ class CampaignComposer:
                     message=message,
                 )
             )
-        if links:
-            await conn.execute(_LINKS, [list(column) for column in zip(*links, strict=True)])
+        await registry.store_link_lists(conn, links)
         return composed
 
     async def _tracked_emails(

@@ -1,15 +1,15 @@
 """Tracked emails and their links in Postgres, and the click targets cached in Redis.
 
-`register` is called when an email is prepared for sending: it allocates the tracked email's id
-(which its tokens carry) and stores each rewritten link's original URL by position. The click
-endpoint redirects only to a URL found here: whatever the request says, there is no open redirect.
+An email prepared for sending gets its tracked email's id (which its tokens carry) and one row of
+its rewritten links' original URLs by position (tracked_email_links). The click endpoint
+redirects only to a URL found there: whatever the request says, there is no open redirect.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -68,25 +68,52 @@ async def create_tracked_email(conn: Conn, email: NewTrackedEmail) -> int:
     return int(row[0])
 
 
-async def store_links(
-    conn: Conn, workspace_id: UUID, email_id: int, campaign_id: UUID | None, links: Sequence[LinkRow]
-) -> None:
-    if not links:
-        return
-    await conn.execute(
-        "INSERT INTO tracking_links (workspace_id, email_id, campaign_id, position, url, link_text) "
-        "SELECT %s, %s, %s, l.position, l.url, l.text "
-        "FROM unnest(%s::int[], %s::text[], %s::text[]) AS l(position, url, text) "
-        "ON CONFLICT (email_id, position) DO NOTHING",
-        (
-            workspace_id,
-            email_id,
-            campaign_id,
-            [link.position for link in links],
-            [link.url for link in links],
-            [link.text for link in links],
-        ),
-    )
+class Link(Protocol):
+    """A rewritten link as stored: LinkRow, or mail.tracking.instrument.TrackedLink as rendered."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def text(self) -> str | None: ...
+
+
+class _LinkList(msgspec.Struct, frozen=True):
+    """One tracked_email_links row as _STORE_LINK_LISTS reads it from JSON."""
+
+    e: int
+    w: UUID
+    p: list[int]
+    u: list[str]
+    t: list[str | None]
+
+
+# One statement for any number of emails' link lists: the lists differ in length, which SQL
+# arrays of arrays cannot hold, so they travel as one JSON document (encoded in C by msgspec).
+_STORE_LINK_LISTS = (
+    "INSERT INTO tracked_email_links (email_id, workspace_id, positions, urls, texts) "
+    "SELECT x.e, x.w, x.p, x.u, x.t FROM jsonb_to_recordset(%s::jsonb) "
+    "AS x(e bigint, w uuid, p integer[], u text[], t text[]) "
+    "ON CONFLICT (email_id) DO NOTHING"
+)
+
+
+async def store_link_lists(conn: Conn, lists: Sequence[tuple[UUID, int, Sequence[Link]]]) -> None:
+    """Store (workspace id, email id, links) for each email with links, in one statement. An email
+    whose links are stored already keeps them: composing a message again renders the same ones."""
+    rows = [
+        _LinkList(e=email_id, w=workspace_id, p=[link.position for link in links], u=[link.url for link in links],
+                  t=[link.text or None for link in links])
+        for workspace_id, email_id, links in lists
+        if links
+    ]  # fmt: skip
+    if rows:
+        await conn.execute(_STORE_LINK_LISTS, (msgspec.json.encode(rows).decode(),))
+
+
+async def store_links(conn: Conn, workspace_id: UUID, email_id: int, links: Sequence[Link]) -> None:
+    await store_link_lists(conn, [(workspace_id, email_id, links)])
 
 
 async def mark_sent(conn: Conn, email_id: int, sent_at: datetime, message_id: str | None = None) -> None:
@@ -114,10 +141,10 @@ async def link_target(
         return cached.decode() if isinstance(cached, bytes) else str(cached)
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            "SELECT position, url FROM tracking_links WHERE email_id = %s", (email_id,)
+            "SELECT positions, urls FROM tracked_email_links WHERE email_id = %s", (email_id,)
         )
-        rows = await cursor.fetchall()
-    urls = {int(row[0]): str(row[1]) for row in rows}
+        row = await cursor.fetchone()
+    urls = dict(zip(row[0], row[1], strict=True)) if row is not None else {}
     if urls:
         try:
             async with client.pipeline(transaction=False) as pipe:

@@ -64,15 +64,30 @@ async def _emails(conn: Conn, ids: Sequence[int]) -> dict[int, _Email]:
     return {row[0]: _Email(*row[1:]) for row in await cursor.fetchall()}
 
 
+# A clicked link's row (with its counters) is made on its first click, from the email's link list.
+_CLICKED_LINKS = (
+    "INSERT INTO tracking_links (workspace_id, email_id, campaign_id, recipient_id, position, url, link_text) "
+    "SELECT l.workspace_id, l.email_id, t.campaign_id, t.recipient_id, k.position, l.urls[i], l.texts[i] "
+    "FROM unnest(%s::bigint[], %s::int[]) AS k(email_id, position) "
+    "JOIN tracked_email_links l ON l.email_id = k.email_id JOIN tracked_emails t ON t.id = k.email_id "
+    "CROSS JOIN LATERAL array_position(l.positions, k.position) AS i "
+    "WHERE i IS NOT NULL AND NOT EXISTS "
+    "(SELECT 1 FROM tracking_links x WHERE x.email_id = k.email_id AND x.position = k.position) "
+    "ORDER BY k.email_id, k.position ON CONFLICT (email_id, position) DO NOTHING"
+)
+
+
 async def _links(conn: Conn, keys: set[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, str]]:
+    """The clicked links' rows (id, url) by (email id, position), made where this is a first click."""
     if not keys:
         return {}
-    emails, positions = zip(*keys, strict=True)
+    emails, positions = (list(column) for column in zip(*sorted(keys), strict=True))
+    await conn.execute(_CLICKED_LINKS, (emails, positions))
     cursor = await conn.execute(
         "SELECT l.email_id, l.position, l.id, l.url FROM tracking_links l "
         "JOIN unnest(%s::bigint[], %s::int[]) AS k(email_id, position) "
         "ON l.email_id = k.email_id AND l.position = k.position",
-        (list(emails), list(positions)),
+        (emails, positions),
     )
     return {(row[0], row[1]): (row[2], row[3]) for row in await cursor.fetchall()}
 

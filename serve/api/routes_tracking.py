@@ -87,7 +87,7 @@ async def register_tracked_email(request: Request, caller: PrincipalDep, svc: Se
                 )
                 for link in instrumented.links
             ]
-            await registry.store_links(conn, caller.workspace_id, email_id, None, rows)
+            await registry.store_links(conn, caller.workspace_id, email_id, rows)
             links = [
                 TrackedLinkUrl(
                     position=row.position,

@@ -130,9 +130,9 @@ async def test_campaign_mail_is_personalized_tracked_unsubscribable_and_signed(
         assert token is not None and token.kind == TokenKind.CLICK
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             cursor = await conn.execute(
-                "SELECT t.status, t.campaign_id, l.url FROM tracked_emails t JOIN tracking_links l ON l.email_id = t.id "
-                "WHERE t.id = %s AND l.position = %s",
-                (token.email_id, token.link),
+                "SELECT t.status, t.campaign_id, l.urls[array_position(l.positions, %s)] FROM tracked_emails t "
+                "JOIN tracked_email_links l ON l.email_id = t.id WHERE t.id = %s",
+                (token.link, token.email_id),
             )
             assert await cursor.fetchone() == ("sent", campaign_id, "https://acme.test/offer")
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
 EXPECTED_TABLES = {
     "workspaces", "users", "api_keys", "email_accounts", "emails", "threads", "contacts",
-    "attachments", "labels", "sync_state", "tracking_links", "tracking_events", "campaigns",
+    "attachments", "labels", "sync_state", "tracking_links", "tracked_email_links", "tracking_events", "campaigns",
     "campaign_variants", "campaign_recipients", "contact_tags", "suppressions", "bounces",
     "audit_log", "email_engagement",
 }  # fmt: skip
@@ -89,3 +89,37 @@ def test_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_oops.sql").write_text("SELECT 1;")
     with pytest.raises(StorageError, match=r"expected NNNN_name\.sql"):
         discover(tmp_path)
+
+
+async def test_link_lists_migration_keeps_the_links_of_emails_tracked_before_it(
+    empty_database_factory: Callable[[], str], tmp_path: Path
+) -> None:
+    """0010 moves each email's link rows into one tracked_email_links row, positions in order;
+    the rows stay in tracking_links with their counters."""
+    url = empty_database_factory()
+    for migration in discover():
+        if migration.version < 10:
+            (tmp_path / f"{migration.version:04d}_{migration.name}.sql").write_text(migration.sql)
+    await migrate(url, directory=tmp_path)
+    with psycopg.connect(url) as conn:
+        created = conn.execute(
+            "INSERT INTO workspaces (name, slug) VALUES ('w', 'w') RETURNING id"
+        ).fetchone()
+        assert created is not None
+        workspace = created[0]
+        conn.execute(
+            "INSERT INTO tracking_links (workspace_id, email_id, position, url, link_text, clicks) VALUES "
+            "(%(w)s, 7, 2, 'https://b.test/', NULL, 0), (%(w)s, 7, 0, 'https://a.test/', 'A', 3), "
+            "(%(w)s, 8, 0, 'https://c.test/', 'C', 0)",
+            {"w": workspace},
+        )
+    await migrate(url)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT email_id, positions, urls, texts FROM tracked_email_links ORDER BY email_id"
+        )
+        assert rows.fetchall() == [
+            (7, [0, 2], ["https://a.test/", "https://b.test/"], ["A", None]),
+            (8, [0], ["https://c.test/"], ["C"]),
+        ]
+        assert conn.execute("SELECT count(*), sum(clicks) FROM tracking_links").fetchone() == (3, 3)
