@@ -121,6 +121,23 @@ async def fence(conn: Conn, row_ids: list[int], sender: str) -> set[int]:
     return {row[0] for row in await cursor.fetchall()}
 
 
+async def fence_fresh(conn: Conn, row_ids: list[int], sender: str, fresh_s: float) -> set[int]:
+    """fence for a batch claimed moments ago: the ids this sender still holds, each with at least
+    `fresh_s` of its lease left (take_back cannot have them before then). A claim that old is
+    only read: renewing it would rewrite the row and every index of the outbox (claimed_at is
+    indexed), once more per message. Older claims are renewed."""
+    cursor = await conn.execute(
+        "SELECT id, claimed_at > now() - make_interval(secs => %s) FROM campaign_recipients "
+        "WHERE id = ANY(%s) AND state = 'sending' AND claimed_by = %s",
+        (fresh_s, row_ids, sender),
+    )
+    held = await cursor.fetchall()
+    stale = [row_id for row_id, fresh in held if not fresh]
+    return {row_id for row_id, fresh in held if fresh} | (
+        await fence(conn, stale, sender) if stale else set()
+    )
+
+
 async def mark_sent_many(conn: Conn, sender: str, sent: list[tuple[int, str, str | None]]) -> int:
     """mark_sent for (row id, Message-ID, provider id) triples in one statement."""
     if not sent:

@@ -124,6 +124,34 @@ async def test_the_heartbeat_renews_the_running_batch_only(conn: Conn) -> None:
     assert {states[row.id] for row in running} == {("sending", False)}
 
 
+async def test_the_batch_fence_reads_fresh_claims_and_renews_old_ones(conn: Conn) -> None:
+    """A claim made moments ago is only read (no row rewritten); one past the freshness bound is
+    renewed; a row another sender holds, or one taken back, is not this sender's to send."""
+    _, campaign_id = await _sending_campaign(conn, recipients=4)
+    rows = [row.id for row in await outbox.claim(conn, "sender-0", 4) if row.campaign_id == campaign_id]
+    fresh, old, taken, other = rows
+    await conn.execute("UPDATE campaign_recipients SET claimed_at = now() - interval '100 seconds' WHERE id = %s",
+                       (old,))  # fmt: skip
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', claimed_by = NULL WHERE id = %s", (taken,)
+    )
+    await conn.execute("UPDATE campaign_recipients SET claimed_by = 'sender-1' WHERE id = %s", (other,))
+
+    async def versions() -> dict[int, tuple[str, float]]:
+        cursor = await conn.execute(
+            "SELECT id, xmin::text, extract(epoch FROM now() - claimed_at)::float FROM campaign_recipients "
+            "WHERE id = ANY(%s)",
+            ([fresh, old],),
+        )
+        return {row_id: (xmin, age) for row_id, xmin, age in await cursor.fetchall()}
+
+    before = await versions()
+    assert await outbox.fence_fresh(conn, rows, "sender-0", fresh_s=90) == {fresh, old}
+    after = await versions()
+    assert after[fresh][0] == before[fresh][0]  # read, not rewritten
+    assert after[old][0] != before[old][0] and after[old][1] < 10  # renewed
+
+
 def test_backoff_grows_and_stays_within_its_cap() -> None:
     for attempts in range(1, 8):
         for _ in range(50):
