@@ -71,9 +71,7 @@ _CLICKED_LINKS = (
     "FROM unnest(%s::bigint[], %s::int[]) AS k(email_id, position) "
     "JOIN tracked_email_links l ON l.email_id = k.email_id JOIN tracked_emails t ON t.id = k.email_id "
     "CROSS JOIN LATERAL array_position(l.positions, k.position) AS i "
-    "WHERE i IS NOT NULL AND NOT EXISTS "
-    "(SELECT 1 FROM tracking_links x WHERE x.email_id = k.email_id AND x.position = k.position) "
-    "ORDER BY k.email_id, k.position ON CONFLICT (email_id, position) DO NOTHING"
+    "WHERE i IS NOT NULL ORDER BY k.email_id, k.position ON CONFLICT (email_id, position) DO NOTHING"
 )
 
 
