@@ -37,6 +37,8 @@ app.add_typer(emulator_app, name="emulator")
 emulator_app.add_typer(mutate_app, name="mutate")
 bounces_app = typer.Typer(help="Bounces: read DSNs and text bounces, classify them.", no_args_is_help=True)
 app.add_typer(bounces_app, name="bounces")
+domains_app = typer.Typer(help="Sending domains: DKIM keys, DNS records, verification.", no_args_is_help=True)
+app.add_typer(domains_app, name="domains")
 
 # How often `mailray run` makes sure the coming months' partitions exist.
 PARTITION_JOB_INTERVAL_S = 6 * 3600
@@ -256,6 +258,103 @@ def apikey_create(
 
     key = asyncio.run(create())
     typer.echo(key.key)
+
+
+@domains_app.command("add")
+def domains_add(
+    domain: str,
+    workspace: Annotated[str, typer.Option(help="Workspace slug or id.")],
+    selector: Annotated[
+        str, typer.Option(help="DKIM selector: the key's DNS name is <selector>._domainkey.<domain>.")
+    ] = "mailray",
+    key_type: Annotated[str, typer.Option(help="rsa (2048 bits) or ed25519.")] = "rsa",
+) -> None:
+    """Register a sending domain, make its DKIM key, and print the DNS records to publish."""
+    import psycopg
+
+    from mail import auth
+    from mail.crypto import load_keyring
+    from mail.sending import domains
+
+    if key_type not in ("rsa", "ed25519"):
+        raise typer.BadParameter("expected rsa or ed25519", param_hint="--key-type")
+    settings = _resolved()
+    keyring = load_keyring(settings)
+
+    async def add() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
+            found = await auth.find_workspace(conn, workspace)
+            return await domains.add_domain(
+                conn,
+                settings,
+                keyring,
+                found.id,
+                domain,
+                selector=selector,
+                key_type=key_type,  # type: ignore[arg-type]
+            )
+
+    added = asyncio.run(add())
+    state = f"verified {added.verified_at:%Y-%m-%d}" if added.verified_at else "not verified yet"
+    typer.echo(f"{added.domain}: selector {added.selector}, {state}. Publish:")
+    for record in added.records:
+        typer.echo(f'  {record.name} {record.type} "{record.value}"  ({record.purpose})')
+    typer.echo(
+        f"then run `mailray domains verify {added.domain} --workspace {workspace}`; to sign, settings need:"
+    )
+    typer.echo(f"  {domains.settings_line(added.domain, added.selector or selector)}")
+
+
+@domains_app.command("verify")
+def domains_verify(
+    domain: str,
+    workspace: Annotated[str, typer.Option(help="Workspace slug or id.")],
+    nameserver: Annotated[
+        str | None, typer.Option(help="Ask this DNS server (HOST or HOST:PORT), not the system's.")
+    ] = None,
+) -> None:
+    """Look up the domain's DKIM record; the domain is verified when it publishes the domain's key."""
+    from datetime import UTC
+
+    import psycopg
+
+    from mail import auth
+    from mail.crypto import load_keyring
+    from mail.sending import domains
+
+    settings = _resolved()
+    keyring = load_keyring(settings)
+    lookup = domains.dns_txt_lookup(nameserver)
+
+    async def verify() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
+            found = await auth.find_workspace(conn, workspace)
+            return await domains.verify_domain(conn, settings, keyring, found.id, domain, lookup)
+
+    verified = asyncio.run(verify())
+    typer.echo(
+        f"{verified.domain}: verified (selector {verified.selector}, since {verified.verified_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    )
+
+
+@domains_app.command("list")
+def domains_list(workspace: Annotated[str, typer.Option(help="Workspace slug or id.")]) -> None:
+    """The workspace's sending domains, their selectors and whether they are verified."""
+    import psycopg
+
+    from mail import auth
+    from mail.sending import domains
+
+    settings = _resolved()
+
+    async def listed() -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
+            found = await auth.find_workspace(conn, workspace)
+            return await domains.list_domains(conn, found.id)
+
+    for item in asyncio.run(listed()):
+        state = f"verified {item.verified_at:%Y-%m-%d}" if item.verified_at else "not verified"
+        typer.echo(f"{item.domain}\t{item.selector or '-'}\t{state}")
 
 
 @keys_app.command("generate")
