@@ -110,6 +110,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     for key in ("api_endpoint", "oauth_auth_uri", "oauth_token_uri", "oauth_revoke_uri", "oidc_certs_uri",
                 "client_id", "client_secret", "redirect_uri", "push_audience", "pubsub_topic", "quota_regime"):  # fmt: skip
         env[f"MAILRAY_GMAIL__{key.upper()}"] = str(getattr(gmail, key))
+    # The DNS server that verifies sending domains (the API's replicas ask it).
+    if settings.sending.dns_nameserver:
+        env["MAILRAY_SENDING__DNS_NAMESERVER"] = settings.sending.dns_nameserver
     # Whatever else the operator overrides in this environment reaches the workers too.
     for key, value in os.environ.items():
         if key.startswith("MAILRAY_"):

@@ -198,6 +198,10 @@ def _check(settings: Settings) -> None:
     _check_ai(settings)
 
 
+# A DNS server: a host name or IPv4 address with an optional port, or a bare IPv6 address.
+_NAMESERVER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|[0-9A-Fa-f:]+")
+
+
 def _check_sending(settings: Settings) -> None:
     sending = settings.sending
     _within("sending.global_rate_per_s", sending.global_rate_per_s, 0.001)
@@ -212,6 +216,12 @@ def _check_sending(settings: Settings) -> None:
     _within("sending.max_bounce_rate", sending.max_bounce_rate, 0, 1)
     _within("sending.max_complaint_rate", sending.max_complaint_rate, 0, 1)
     _within("sending.guardrail_min_sample", sending.guardrail_min_sample, 1)
+    nameserver = sending.dns_nameserver
+    if nameserver and not _NAMESERVER.fullmatch(nameserver):
+        raise ConfigError(
+            "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected HOST or HOST:PORT, "
+            f"got {nameserver!r}"
+        )
 
 
 def _check_tracking(settings: Settings) -> None:

@@ -15,6 +15,7 @@ import pytest
 from cluster.bootstrap import deploy_serve
 from mail.config import load_settings
 from models.settings import Settings
+from tests.dns_helpers import DnsServer
 
 
 def free_port() -> int:
@@ -47,8 +48,19 @@ class ServeStack:
 
 
 @pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    """The DNS server the session's stack asks when it verifies a sending domain."""
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def serve_stack(
-    ray_session: None, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    ray_session: None,
+    database_url: str,
+    redis_url: str,
+    dns_server: DnsServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServeStack]:
     settings = load_settings(
         environ={
@@ -56,6 +68,7 @@ def serve_stack(
             "MAILRAY_REDIS__URL": redis_url,
             "MAILRAY_APP__DATA_DIR": str(tmp_path_factory.mktemp("serve-data")),
             "MAILRAY_SERVE__HTTP_PORT": str(free_port()),
+            "MAILRAY_SENDING__DNS_NAMESERVER": dns_server.address,
         }
     )
     stack = ServeStack(settings)

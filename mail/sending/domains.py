@@ -7,8 +7,9 @@ unless the key exists; it returns the DNS records to publish. `verify_domain` lo
 key. Only whoever controls the zone can publish it, so it proves the workspace may send as the
 domain, and it is the record receivers check the signatures against.
 
-- A domain belongs to one workspace: a second workspace adding it gets a Conflict. The key is the
-  domain's, so a second workspace could otherwise "verify" against the first one's record.
+- A domain belongs to one workspace (a unique index): a second workspace adding it gets a
+  Conflict. The key is the domain's, so a second workspace could otherwise "verify" against the
+  first one's record.
 - Adding a domain again with another selector makes that selector's key and unverifies the
   domain until the new record is found.
 - Signing also needs the domain in `[dkim] keys` (the signers are read from settings at start);
@@ -19,6 +20,7 @@ domain, and it is the record receivers check the signatures against.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,6 +28,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 
 from mail.crypto import Keyring
 from mail.dkim import (
@@ -38,7 +41,7 @@ from mail.dkim import (
     dns_record,
     key_path,
 )
-from mail.errors import Conflict, NotFound, ProviderError, ValidationError
+from mail.errors import ConfigError, Conflict, NotFound, ProviderError, ValidationError
 from models.settings import Settings
 
 DEFAULT_SELECTOR = "mailray"
@@ -50,14 +53,14 @@ TxtLookup = Callable[[str], Awaitable[list[str]]]
 _WHITESPACE = re.compile(r"\s+")
 
 
-class DnsRecord(msgspec.Struct, frozen=True, kw_only=True):
+class DnsRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     name: str
     type: str
     value: str
     purpose: str
 
 
-class SendingDomain(msgspec.Struct, frozen=True, kw_only=True):
+class SendingDomain(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     domain: str
     selector: str | None
     verified_at: datetime | None
@@ -91,25 +94,28 @@ async def add_domain(
     selector: str = DEFAULT_SELECTOR,
     key_type: KeyType = "rsa",
 ) -> SendingDomain:
-    domain, selector = check_domain(domain), check_selector(selector)
+    domain, selector = _checked(domain, selector)
     cursor = await conn.execute(
         "SELECT 1 FROM sending_domains WHERE domain = %s AND workspace_id <> %s", (domain, workspace_id)
     )
     if await cursor.fetchone() is not None:
         raise Conflict(f"{domain} is a sending domain of another workspace")
     path = key_path(settings, domain, selector)
-    if path.exists():
-        value = dns_record(decrypt_key(keyring, path.read_bytes(), domain, selector))
-    else:
-        _, value = create_key(settings, keyring, domain, selector, key_type)
-    cursor = await conn.execute(
-        "INSERT INTO sending_domains (workspace_id, domain, dkim_selector) VALUES (%s, %s, %s) "
-        "ON CONFLICT (workspace_id, domain) DO UPDATE SET dkim_selector = EXCLUDED.dkim_selector, "
-        "verified_at = CASE WHEN sending_domains.dkim_selector = EXCLUDED.dkim_selector "
-        "THEN sending_domains.verified_at END "
-        "RETURNING verified_at",
-        (workspace_id, domain, selector),
-    )
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # made meanwhile by a concurrent add: use it
+            create_key(settings, keyring, domain, selector, key_type)
+    value = dns_record(decrypt_key(keyring, path.read_bytes(), domain, selector))
+    try:
+        cursor = await conn.execute(
+            "INSERT INTO sending_domains (workspace_id, domain, dkim_selector) VALUES (%s, %s, %s) "
+            "ON CONFLICT (workspace_id, domain) DO UPDATE SET dkim_selector = EXCLUDED.dkim_selector, "
+            "verified_at = CASE WHEN sending_domains.dkim_selector = EXCLUDED.dkim_selector "
+            "THEN sending_domains.verified_at END "
+            "RETURNING verified_at",
+            (workspace_id, domain, selector),
+        )
+    except psycopg.errors.UniqueViolation:  # another workspace added it since the check above
+        raise Conflict(f"{domain} is a sending domain of another workspace") from None
     row = await cursor.fetchone()
     return SendingDomain(
         domain=domain, selector=selector, verified_at=row[0], records=records_for(domain, selector, value)
@@ -121,7 +127,7 @@ async def verify_domain(
 ) -> SendingDomain:
     """Mark the domain verified if DNS publishes its DKIM key; ValidationError saying what DNS
     has instead."""
-    domain = check_domain(domain)
+    domain, _ = _checked(domain, DEFAULT_SELECTOR)
     cursor = await conn.execute(
         "SELECT dkim_selector FROM sending_domains WHERE workspace_id = %s AND domain = %s",
         (workspace_id, domain),
@@ -171,6 +177,18 @@ async def list_domains(conn: Any, workspace_id: UUID) -> list[SendingDomain]:
         (workspace_id,),
     )
     return [SendingDomain(domain=d, selector=s, verified_at=v) for d, s, v in await cursor.fetchall()]
+
+
+def _checked(domain: str, selector: str) -> tuple[str, str]:
+    """Both lowercased, or a ValidationError: here they are a user's input, not settings."""
+    checks = (("domain", check_domain, domain), ("selector", check_selector, selector))
+    checked: list[str] = []
+    for field, check, value in checks:
+        try:
+            checked.append(check(value))
+        except ConfigError as error:
+            raise ValidationError(error.message.removeprefix("dkim: "), field=field) from None
+    return checked[0], checked[1]
 
 
 def _tag(record: str, name: str) -> str | None:

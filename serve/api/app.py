@@ -20,6 +20,7 @@ from serve.api import (
     routes_accounts,
     routes_ai,
     routes_campaigns,
+    routes_domains,
     routes_events,
     routes_mail,
     routes_tracking,
@@ -146,6 +147,7 @@ def create_app(services_factory: ServicesFactory) -> FastAPI:
     app.include_router(routes_accounts.router)
     app.include_router(routes_tracking.router)
     app.include_router(routes_campaigns.router)
+    app.include_router(routes_domains.router)
     app.include_router(routes_events.router)
     app.include_router(routes_ai.router)
     return app

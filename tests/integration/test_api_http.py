@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from mail import auth
 from mail.config import load_settings
 from models.tenancy import NewApiKey, User, Workspace
+from tests.dns_helpers import DnsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage, pytest.mark.slow]
 
@@ -37,6 +38,8 @@ AUDITED_ROUTES = {
     ("POST", "/v1/campaigns/{campaign_id}/pause"): "campaign.pause",
     ("POST", "/v1/campaigns/{campaign_id}/resume"): "campaign.resume",
     ("POST", "/v1/campaigns/{campaign_id}/cancel"): "campaign.cancel",
+    ("POST", "/v1/domains"): "domain.add",
+    ("POST", "/v1/domains/{domain}/verify"): "domain.verify",
     ("POST", "/v1/ai/analyze"): "ai.analyze",
     ("POST", "/v1/ai/replies"): "ai.replies",
     ("POST", "/v1/ai/templates"): "ai.template",
@@ -317,3 +320,60 @@ async def test_campaigns_and_contacts_over_http(
     async with http.get(f"{api_url}/v1/audit-log", headers=owner) as response:
         actions = [entry["action"] for entry in await _json(response)]
     assert actions[:3] == ["campaign.send", "campaign.create", "contact.import"]
+
+
+async def test_sending_domains_over_http(
+    api_url: str, http: aiohttp.ClientSession, database_url: str, dns_server: DnsServer
+) -> None:
+    """An admin adds a domain and gets its DNS records; it is verified once DNS publishes them,
+    and a campaign may then send from it. Members list domains but change none."""
+    tenant = await _tenant(database_url)
+    owner, member = bearer(tenant.owner_key), bearer(tenant.member_key)
+    domain = f"d{uuid.uuid4().hex[:8]}.example"
+    async with http.post(f"{api_url}/v1/domains", json={"domain": domain}, headers=member) as response:
+        assert response.status == 403
+    async with http.post(f"{api_url}/v1/domains", json={"domain": "localhost"}, headers=owner) as response:
+        assert response.status == 422
+    async with http.post(
+        f"{api_url}/v1/domains", json={"domain": domain, "selector": "m1"}, headers=owner
+    ) as response:
+        assert response.status == 201
+        added = await _json(response)
+    assert (added["domain"], added["selector"], added["verifiedAt"]) == (domain, "m1", None)
+    dkim = added["records"][0]
+    assert (dkim["name"], dkim["type"]) == (f"m1._domainkey.{domain}", "TXT")
+
+    campaign = {
+        "name": "From the domain",
+        "subject": "Hi",
+        "fromEmail": f"news@{domain}",
+        "bodyHtml": "<p>Hi</p>",
+    }
+    async with http.post(f"{api_url}/v1/campaigns", json=campaign, headers=owner) as response:
+        assert response.status == 201  # a draft may name any address; scheduling checks it
+        campaign_path = f"{api_url}/v1/campaigns/{(await _json(response))['id']}"
+    tomorrow = {"scheduledAt": (datetime.now(UTC) + timedelta(days=1)).isoformat()}
+    async with http.post(f"{campaign_path}/schedule", json=tomorrow, headers=owner) as response:
+        assert response.status == 422
+        assert "verified sending domains" in (await _json(response))["error"]["message"]
+
+    verify = f"{api_url}/v1/domains/{domain}/verify"
+    async with http.post(verify, headers=owner) as response:
+        assert response.status == 422
+        assert "no TXT record yet" in (await _json(response))["error"]["message"]
+    dns_server.txt[dkim["name"]] = [dkim["value"]]
+    async with http.post(verify, headers=member) as response:
+        assert response.status == 403
+    async with http.post(verify, headers=owner) as response:
+        assert response.status == 200
+        assert (await _json(response))["verifiedAt"] is not None
+    async with http.get(f"{api_url}/v1/domains", headers=member) as response:
+        listed = await _json(response)
+    assert [(item["domain"], item["selector"], item["verifiedAt"] is not None) for item in listed] == [
+        (domain, "m1", True)
+    ]
+    async with http.post(f"{campaign_path}/schedule", json=tomorrow, headers=owner) as response:
+        assert response.status == 200
+        assert (await _json(response))["status"] == "scheduled"
+    async with http.post(f"{campaign_path}/cancel", headers=owner) as response:
+        assert response.status == 200

@@ -5,6 +5,7 @@ the `mailray domains` commands, as a new user would."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from mail import auth
 from mail.campaigns.validate import check_sender
 from mail.config import data_dir
 from mail.dkim import dns_record, generate_private_key
-from mail.errors import ConfigError, Conflict, NotFound, ValidationError
+from mail.errors import Conflict, NotFound, ValidationError
 from mail.sending.domains import add_domain, dns_txt_lookup, list_domains, verify_domain
 from mail.services import Services
 from tests.dns_helpers import DnsServer
@@ -117,8 +118,24 @@ async def test_a_domain_belongs_to_one_workspace_and_bad_input_is_refused(servic
                 conn, services.settings, services.keyring, second, domain, dns_txt_lookup("127.0.0.1:9")
             )
         for bad in ("localhost", "exa mple.com", "-x.example"):
-            with pytest.raises(ConfigError, match="expected a domain name"):
+            with pytest.raises(ValidationError, match=r"^domain: expected a domain name"):
                 await add_domain(conn, services.settings, services.keyring, first, bad)
+        with pytest.raises(ValidationError, match=r"^selector: expected DNS labels"):
+            await add_domain(conn, services.settings, services.keyring, first, "fine.example", selector="a b")
+    # Two workspaces adding one domain at once: the unique index lets one in.
+    contested = f"c{uuid.uuid4().hex[:8]}.example"
+    async with services.pool.connection() as one, services.pool.connection() as other:
+        await other.set_autocommit(True)
+        async with one.transaction():
+            await add_domain(one, services.settings, services.keyring, first, contested)
+            racing = asyncio.create_task(
+                add_domain(other, services.settings, services.keyring, second, contested)
+            )
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # waiting on the first one's uncommitted row
+        with pytest.raises(Conflict, match="another workspace"):
+            await racing
+    async with services.pool.connection() as conn:
         cursor = await conn.execute("SELECT count(*) FROM sending_domains WHERE workspace_id = %s", (second,))
         assert await cursor.fetchone() == (0,)
 

@@ -327,6 +327,19 @@ def test_numbers_out_of_range_are_named_with_their_variable(tmp_path: Path, toml
     assert _error(tmp_path, toml) == f"settings: {message}"
 
 
+@pytest.mark.parametrize("value", ["127.0.0.1:5353", "ns1.example.com", "::1"])
+def test_a_dns_nameserver_is_a_host_and_an_optional_port(tmp_path: Path, value: str) -> None:
+    assert _load(tmp_path, environ={"MAILRAY_SENDING__DNS_NAMESERVER": value}).sending.dns_nameserver == value
+
+
+@pytest.mark.parametrize("value", ["ns1 example", "host:port", "http://ns1.example.com"])
+def test_a_bad_dns_nameserver_is_named(tmp_path: Path, value: str) -> None:
+    assert _error(tmp_path, environ={"MAILRAY_SENDING__DNS_NAMESERVER": value}) == (
+        "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected HOST or HOST:PORT, "
+        f"got {value!r}"
+    )
+
+
 def test_the_ingress_tuning_reaches_ray_and_serve(tmp_path: Path) -> None:
     from cluster.bootstrap import serve_env
 

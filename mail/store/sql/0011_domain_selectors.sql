@@ -3,3 +3,7 @@
 -- are added again (`mailray domains add`) to get one.
 ALTER TABLE sending_domains ADD COLUMN dkim_selector text
     CHECK (dkim_selector IS NULL OR (dkim_selector = lower(dkim_selector) AND dkim_selector <> ''));
+
+-- A domain belongs to one workspace: its DKIM key is the domain's, so a second workspace could
+-- otherwise be verified by the first one's DNS record.
+CREATE UNIQUE INDEX sending_domains_domain_key ON sending_domains (domain);
