@@ -299,10 +299,11 @@ def domains_add(
     typer.echo(f"{added.domain}: selector {added.selector}, {state}. Publish:")
     for record in added.records:
         typer.echo(f'  {record.name} {record.type} "{record.value}"  ({record.purpose})')
-    typer.echo(
-        f"then run `mailray domains verify {added.domain} --workspace {workspace}`; to sign, settings need:"
-    )
-    typer.echo(f"  {domains.settings_line(added.domain, added.selector or selector)}")
+    if added.verified_at is None:
+        typer.echo(f"then run `mailray domains verify {added.domain} --workspace {workspace}`.")
+    section, entry, variable = domains.settings_lines(added.domain, added.selector or selector)
+    typer.echo(f"To sign as {added.domain}, the settings file needs\n  {section}\n  {entry}")
+    typer.echo(f"or the environment (every signing domain in one table): {variable}")
 
 
 @domains_app.command("verify")
@@ -310,7 +311,7 @@ def domains_verify(
     domain: str,
     workspace: Annotated[str, typer.Option(help="Workspace slug or id.")],
     nameserver: Annotated[
-        str | None, typer.Option(help="Ask this DNS server (HOST or HOST:PORT), not the system's.")
+        str | None, typer.Option(help="Ask this DNS server (IP, IP:PORT or [IPv6]:PORT), not the system's.")
     ] = None,
 ) -> None:
     """Look up the domain's DKIM record; the domain is verified when it publishes the domain's key."""

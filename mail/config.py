@@ -7,6 +7,7 @@ expected int, got str`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -198,8 +199,24 @@ def _check(settings: Settings) -> None:
     _check_ai(settings)
 
 
-# A DNS server: a host name or IPv4 address with an optional port, or a bare IPv6 address.
-_NAMESERVER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|[0-9A-Fa-f:]+")
+def parse_nameserver(value: str) -> tuple[str, int] | None:
+    """(address, port) of a DNS server written `IP`, `IPv4:PORT` or `[IPv6]:PORT` (port 53 unless
+    given); None for anything else. Resolvers take addresses: a server's name would need DNS."""
+    host, port = value, "53"
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] or port
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return None
+    return host, int(port)
 
 
 def _check_sending(settings: Settings) -> None:
@@ -217,10 +234,10 @@ def _check_sending(settings: Settings) -> None:
     _within("sending.max_complaint_rate", sending.max_complaint_rate, 0, 1)
     _within("sending.guardrail_min_sample", sending.guardrail_min_sample, 1)
     nameserver = sending.dns_nameserver
-    if nameserver and not _NAMESERVER.fullmatch(nameserver):
+    if nameserver and parse_nameserver(nameserver) is None:
         raise ConfigError(
-            "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected HOST or HOST:PORT, "
-            f"got {nameserver!r}"
+            "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected an IP address, "
+            f"IP:PORT or [IPv6]:PORT, got {nameserver!r}"
         )
 
 

@@ -30,6 +30,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 
+from mail.config import parse_nameserver
 from mail.crypto import Keyring
 from mail.dkim import (
     KeyType,
@@ -69,19 +70,21 @@ class SendingDomain(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 def records_for(domain: str, selector: str, dkim_value: str) -> list[DnsRecord]:
     return [
-        DnsRecord(name=dns_name(domain, selector), type="TXT", value=dkim_value, purpose="DKIM (required)"),
+        DnsRecord(name=dns_name(domain, selector), type="TXT", value=dkim_value, purpose="DKIM, required"),
         DnsRecord(
             name=f"_dmarc.{domain}",
             type="TXT",
             value=f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}",
-            purpose="DMARC (advice, where the domain publishes none)",
+            purpose="DMARC, advice where the domain publishes none",
         ),
     ]
 
 
-def settings_line(domain: str, selector: str) -> str:
-    """What `[dkim] keys` needs for the senders to sign as `domain`."""
-    return f'[dkim.keys] "{domain}" = {{ selector = "{selector}" }}'
+def settings_lines(domain: str, selector: str) -> list[str]:
+    """What `[dkim] keys` needs for the senders to sign as `domain`: the settings file's lines, and
+    the environment variable (which replaces the whole table: list every signing domain)."""
+    entry = f'"{domain}" = {{ selector = "{selector}" }}'
+    return ["[dkim.keys]", entry, f"MAILRAY_DKIM__KEYS='{{ {entry} }}'"]
 
 
 async def add_domain(
@@ -201,7 +204,7 @@ def _tag(record: str, name: str) -> str | None:
 
 
 def dns_txt_lookup(nameserver: str | None = None) -> TxtLookup:
-    """TXT lookups through dnspython: the system's resolver, or `host[:port]`."""
+    """TXT lookups through dnspython: the system's resolver, or the server at `nameserver`."""
     import dns.asyncresolver
     import dns.exception
     import dns.resolver
@@ -211,13 +214,14 @@ def dns_txt_lookup(nameserver: str | None = None) -> TxtLookup:
     except dns.resolver.NoResolverConfiguration:
         raise ProviderError("DNS: no resolver configured on this machine; give a nameserver") from None
     if nameserver is not None:
-        host, _, port = nameserver.rpartition(":") if nameserver.count(":") == 1 else (nameserver, "", "")
-        if port and not port.isdigit():
+        parsed = parse_nameserver(nameserver)
+        if parsed is None:
             raise ValidationError(
-                f"nameserver: expected HOST or HOST:PORT, got {nameserver!r}", field="nameserver"
+                f"nameserver: expected an IP address, IP:PORT or [IPv6]:PORT, got {nameserver!r}",
+                field="nameserver",
             )
-        resolver.nameservers = [host]
-        resolver.port = int(port or 53)
+        resolver.nameservers = [parsed[0]]
+        resolver.port = parsed[1]
 
     async def lookup(name: str) -> list[str]:
         try:

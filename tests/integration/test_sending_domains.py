@@ -163,13 +163,23 @@ def test_a_new_user_adds_and_verifies_a_domain_from_the_command_line(
         record = next(line for line in added.stdout.splitlines() if "mr1._domainkey.acme.example TXT" in line)
         value = record.split('"')[1]
         assert value.startswith("v=DKIM1; k=rsa; p=")
-        assert '[dkim.keys] "acme.example" = { selector = "mr1" }' in added.stdout
+        assert '  [dkim.keys]\n  "acme.example" = { selector = "mr1" }\n' in added.stdout
+        assert """MAILRAY_DKIM__KEYS='{ "acme.example" = { selector = "mr1" } }'""" in added.stdout
 
         refused = _mailray(
             env, "domains", "verify", "acme.example", "--workspace", "acme", "--nameserver", dns.address
         )
         assert refused.returncode == 2
         assert refused.stderr.startswith("mailray: mr1._domainkey.acme.example: no TXT record yet")
+
+        for bad in ("ns1.example.com", "bad host", "127.0.0.1:99999"):
+            wrong = _mailray(
+                env, "domains", "verify", "acme.example", "--workspace", "acme", "--nameserver", bad
+            )
+            assert (wrong.returncode, wrong.stderr) == (
+                2,
+                f"mailray: nameserver: expected an IP address, IP:PORT or [IPv6]:PORT, got {bad!r}\n",
+            )
 
         dns.txt["mr1._domainkey.acme.example"] = [value]
         verified = _mailray(

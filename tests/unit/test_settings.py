@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from mail.config import DEFAULT_CONFIG, load_settings
+from mail.config import DEFAULT_CONFIG, load_settings, parse_nameserver
 from mail.errors import ConfigError
 from models.settings import Settings
 
@@ -327,16 +327,35 @@ def test_numbers_out_of_range_are_named_with_their_variable(tmp_path: Path, toml
     assert _error(tmp_path, toml) == f"settings: {message}"
 
 
-@pytest.mark.parametrize("value", ["127.0.0.1:5353", "ns1.example.com", "::1"])
-def test_a_dns_nameserver_is_a_host_and_an_optional_port(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)), ("::1", ("::1", 53)),
+     ("[::1]:5353", ("::1", 5353))],
+)  # fmt: skip
+def test_a_dns_nameserver_is_an_address_and_an_optional_port(
+    tmp_path: Path, value: str, parsed: tuple[str, int]
+) -> None:
     assert _load(tmp_path, environ={"MAILRAY_SENDING__DNS_NAMESERVER": value}).sending.dns_nameserver == value
+    assert parse_nameserver(value) == parsed
 
 
-@pytest.mark.parametrize("value", ["ns1 example", "host:port", "http://ns1.example.com"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ns1.example.com",
+        "ns1 example",
+        "10.0.0.1:port",
+        "10.0.0.1:0",
+        "10.0.0.1:65536",
+        "[::1",
+        "[::1]x",
+        "::1:53x",
+    ],
+)
 def test_a_bad_dns_nameserver_is_named(tmp_path: Path, value: str) -> None:
     assert _error(tmp_path, environ={"MAILRAY_SENDING__DNS_NAMESERVER": value}) == (
-        "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected HOST or HOST:PORT, "
-        f"got {value!r}"
+        "settings: sending.dns_nameserver (MAILRAY_SENDING__DNS_NAMESERVER): expected an IP address, "
+        f"IP:PORT or [IPv6]:PORT, got {value!r}"
     )
 
 
