@@ -67,6 +67,20 @@ def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def _in_workspace(settings: Any, workspace: str, call: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """`call(conn, workspace)` on a connection to the settings' database (committed when it
+    returns), the workspace found by slug or id."""
+    import psycopg
+
+    from mail import auth
+
+    async def main() -> T:
+        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
+            return await call(conn, await auth.find_workspace(conn, workspace))
+
+    return asyncio.run(main())
+
+
 @app.command()
 def up() -> None:
     """Start (or join) Ray, start embedded services where no URL is set, deploy Serve."""
@@ -242,21 +256,17 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
 ) -> None:
     """Create an API key and print it (shown once)."""
-    import psycopg
-
     from mail import auth
 
     settings = _resolved()
 
-    async def create() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
-            found = await auth.find_workspace(conn, workspace)
-            user = await auth.find_user(conn, found.id, user_email)
-            return await auth.create_api_key(
-                conn, found.id, user.id, name=name, prefix=settings.security.api_key_prefix
-            )
+    async def create(conn: Any, found: Any) -> Any:
+        user = await auth.find_user(conn, found.id, user_email)
+        return await auth.create_api_key(
+            conn, found.id, user.id, name=name, prefix=settings.security.api_key_prefix
+        )
 
-    key = asyncio.run(create())
+    key = _in_workspace(settings, workspace, create)
     typer.echo(key.key)
 
 
@@ -270,9 +280,6 @@ def domains_add(
     key_type: Annotated[str, typer.Option(help="rsa (2048 bits) or ed25519.")] = "rsa",
 ) -> None:
     """Register a sending domain, make its DKIM key, and print the DNS records to publish."""
-    import psycopg
-
-    from mail import auth
     from mail.crypto import load_keyring
     from mail.sending import domains
 
@@ -281,20 +288,13 @@ def domains_add(
     settings = _resolved()
     keyring = load_keyring(settings)
 
-    async def add() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
-            found = await auth.find_workspace(conn, workspace)
-            return await domains.add_domain(
-                conn,
-                settings,
-                keyring,
-                found.id,
-                domain,
-                selector=selector,
-                key_type=key_type,  # type: ignore[arg-type]
-            )
+    async def add(conn: Any, found: Any) -> Any:
+        return await domains.add_domain(
+            conn, settings, keyring, found.id, domain, selector=selector,
+            key_type=key_type,  # type: ignore[arg-type]
+        )  # fmt: skip
 
-    added = asyncio.run(add())
+    added = _in_workspace(settings, workspace, add)
     state = f"verified {added.verified_at:%Y-%m-%d}" if added.verified_at else "not verified yet"
     typer.echo(f"{added.domain}: selector {added.selector}, {state}. Publish:")
     for record in added.records:
@@ -317,9 +317,6 @@ def domains_verify(
     """Look up the domain's DKIM record; the domain is verified when it publishes the domain's key."""
     from datetime import UTC
 
-    import psycopg
-
-    from mail import auth
     from mail.crypto import load_keyring
     from mail.sending import domains
 
@@ -327,12 +324,10 @@ def domains_verify(
     keyring = load_keyring(settings)
     lookup = domains.dns_txt_lookup(nameserver)
 
-    async def verify() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
-            found = await auth.find_workspace(conn, workspace)
-            return await domains.verify_domain(conn, settings, keyring, found.id, domain, lookup)
+    async def verify(conn: Any, found: Any) -> Any:
+        return await domains.verify_domain(conn, settings, keyring, found.id, domain, lookup)
 
-    verified = asyncio.run(verify())
+    verified = _in_workspace(settings, workspace, verify)
     typer.echo(
         f"{verified.domain}: verified (selector {verified.selector}, since {verified.verified_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
     )
@@ -341,19 +336,12 @@ def domains_verify(
 @domains_app.command("list")
 def domains_list(workspace: Annotated[str, typer.Option(help="Workspace slug or id.")]) -> None:
     """The workspace's sending domains, their selectors and whether they are verified."""
-    import psycopg
-
-    from mail import auth
     from mail.sending import domains
 
-    settings = _resolved()
+    async def listed(conn: Any, found: Any) -> Any:
+        return await domains.list_domains(conn, found.id)
 
-    async def listed() -> Any:
-        async with await psycopg.AsyncConnection.connect(settings.database.url) as conn:
-            found = await auth.find_workspace(conn, workspace)
-            return await domains.list_domains(conn, found.id)
-
-    for item in asyncio.run(listed()):
+    for item in _in_workspace(_resolved(), workspace, listed):
         state = f"verified {item.verified_at:%Y-%m-%d}" if item.verified_at else "not verified"
         typer.echo(f"{item.domain}\t{item.selector or '-'}\t{state}")
 

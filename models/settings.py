@@ -180,8 +180,8 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     max_bounce_rate: float = 0.05
     max_complaint_rate: float = 0.003
     guardrail_min_sample: int = 200
-    # The DNS server that verifying a sending domain asks (HOST or HOST:PORT); empty: the
-    # system's resolver.
+    # The DNS server that verifying a sending domain asks (an IP address, IP:PORT or
+    # [IPv6]:PORT); empty: the system's resolver.
     dns_nameserver: str = ""
 
 

@@ -13,7 +13,7 @@ domain, and it is the record receivers check the signatures against.
 - Adding a domain again with another selector makes that selector's key and unverifies the
   domain until the new record is found.
 - Signing also needs the domain in `[dkim] keys` (the signers are read from settings at start);
-  `settings_line` gives the line to add.
+  `settings_lines` gives what to add.
 - The DMARC record is advice for a domain that publishes none (`p=none`, reports to the domain's
   postmaster). SPF belongs to the relay that sends (its IP addresses), so it is not guessed here.
 """
@@ -97,7 +97,8 @@ async def add_domain(
     selector: str = DEFAULT_SELECTOR,
     key_type: KeyType = "rsa",
 ) -> SendingDomain:
-    domain, selector = _checked(domain, selector)
+    domain = _checked("domain", check_domain, domain)
+    selector = _checked("selector", check_selector, selector)
     cursor = await conn.execute(
         "SELECT 1 FROM sending_domains WHERE domain = %s AND workspace_id <> %s", (domain, workspace_id)
     )
@@ -130,7 +131,7 @@ async def verify_domain(
 ) -> SendingDomain:
     """Mark the domain verified if DNS publishes its DKIM key; ValidationError saying what DNS
     has instead."""
-    domain, _ = _checked(domain, DEFAULT_SELECTOR)
+    domain = _checked("domain", check_domain, domain)
     cursor = await conn.execute(
         "SELECT dkim_selector FROM sending_domains WHERE workspace_id = %s AND domain = %s",
         (workspace_id, domain),
@@ -182,16 +183,12 @@ async def list_domains(conn: Any, workspace_id: UUID) -> list[SendingDomain]:
     return [SendingDomain(domain=d, selector=s, verified_at=v) for d, s, v in await cursor.fetchall()]
 
 
-def _checked(domain: str, selector: str) -> tuple[str, str]:
-    """Both lowercased, or a ValidationError: here they are a user's input, not settings."""
-    checks = (("domain", check_domain, domain), ("selector", check_selector, selector))
-    checked: list[str] = []
-    for field, check, value in checks:
-        try:
-            checked.append(check(value))
-        except ConfigError as error:
-            raise ValidationError(error.message.removeprefix("dkim: "), field=field) from None
-    return checked[0], checked[1]
+def _checked(field: str, check: Callable[[str], str], value: str) -> str:
+    """`check(value)`, its ConfigError as a ValidationError: here the value is a user's input."""
+    try:
+        return check(value)
+    except ConfigError as error:
+        raise ValidationError(error.message.removeprefix("dkim: "), field=field) from None
 
 
 def _tag(record: str, name: str) -> str | None:
