@@ -15,6 +15,8 @@ links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256), and the bar
 same message rendered and signed once beforehand; `plain` is mail.sending.compose.compose_plain
 against short pre-written text messages. Prints JSON lines: both rates and the ratio (goal >=
 0.60); with --memory, the peak RSS of a process running the engine for each size (goal: flat).
+The bare loop and the sender loops run on uvloop: the event loop Ray gives the sender actors
+(every Ray worker installs it where it is installed); the SMTP server on asyncio's own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 import aiosmtplib
 import psycopg
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -320,13 +323,11 @@ def main() -> None:
     port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
     data_dir = _dkim_data_dir() if args.composition == "campaign" else None
     if args.drain_one:  # a child of --processes
-        sent, cpu = asyncio.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
+        sent, cpu = uvloop.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
         print(json.dumps({"sent": sent, "cpu_s": cpu}))
         return
     if args.engine_only:  # a child of --memory: the engine alone against a running sink
-        print(
-            json.dumps(asyncio.run(engine(port, args.recipients, args.connections, args.senders, data_dir)))
-        )
+        print(json.dumps(uvloop.run(engine(port, args.recipients, args.connections, args.senders, data_dir))))
         return
     with running_sink(port, args.sink) as sink:
         if args.memory:
@@ -341,7 +342,7 @@ def main() -> None:
             return
         # CPU per message of the SMTP server and of the sending side: which one sets the pace.
         sink_cpu, client_cpu = cpu_s(sink), time.process_time()
-        bare_rate = asyncio.run(bare(port, args.recipients, args.connections, data_dir))
+        bare_rate = uvloop.run(bare(port, args.recipients, args.connections, data_dir))
         emit(
             "bare_aiosmtplib",
             sink=args.sink,
@@ -352,7 +353,7 @@ def main() -> None:
             client_cpu_ms_per_message=round((time.process_time() - client_cpu) * 1000 / args.recipients, 3),
         )
         sink_cpu = cpu_s(sink)
-        result = asyncio.run(
+        result = uvloop.run(
             engine(port, args.recipients, args.connections, args.senders, data_dir, processes=args.processes)
         )
         emit("engine", sink=args.sink, recipients=args.recipients, connections=args.connections,
