@@ -16,7 +16,9 @@ with the stack up beside it and at rest, the two are loaded in turn, alternating
 pairs: this machine's speed drifts by tens of % over minutes, and each pair meets the same
 drift (the bare server's stream has no reader: the stack's writer does none of its work).
 Last, the stack at half its median rate (wrk with a per-connection pause, calibrated),
-`--rounds` times, for its latency percentiles. With `--tracking noop` the stack's Tracking
+`--rounds` times, for its latency percentiles. The bare server runs on asyncio's own event loop,
+as `web.run_app` does unless told otherwise; `--bare-loop uvloop` runs it on uvloop, the loop Ray
+gives the replicas (the stricter comparison). With `--tracking noop` the stack's Tracking
 deployment is replaced by a no-op ASGI app that answers the same GIF and records nothing (no
 token check, no event): what Serve's own path costs, the control for these figures. Prints
 JSON lines: each pair's rates and ratio, their median, the stack against the bare server alone,
@@ -69,7 +71,11 @@ BARE_SERVER = textwrap.dedent(
         return web.Response(body=GIF, headers=HEADERS)
     app = web.Application()
     app.router.add_get("/t/o/{token}", pixel)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    loop = None
+    if sys.argv[4] == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=loop)
     """
 )
 
@@ -237,11 +243,11 @@ def wait_quiet(busy_below: float = 0.15, window_s: float = 2.0, timeout_s: float
 
 
 @contextlib.contextmanager
-def bare_server() -> Iterator[str]:
-    """The bare server in a process of its own; its pixel URL."""
+def bare_server(loop: str) -> Iterator[str]:
+    """The bare server in a process of its own, on `loop`; its pixel URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", BARE_SERVER, str(port), REDIS_URL, BARE_STREAM], cwd=ROOT
+        [sys.executable, "-c", BARE_SERVER, str(port), REDIS_URL, BARE_STREAM, loop], cwd=ROOT
     )
     try:
         url = f"http://127.0.0.1:{port}/t/o/token.gif"
@@ -293,16 +299,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="bare/stack pairs, and half-load runs")
     parser.add_argument("--tracking", choices=("mailray", "noop"), default="mailray",
                         help="noop: the Tracking deployment replaced by a GIF-only ASGI app (the control)")  # fmt: skip
+    parser.add_argument("--bare-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the bare server's event loop: asyncio's own (as web.run_app runs), or uvloop "
+                             "(the loop Ray gives the replicas)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     drop_stream(STREAM, BARE_STREAM)
-    with bare_server() as bare_url:
+    with bare_server(args.bare_loop) as bare_url:
         # Alone first: what the bare server does with the machine to itself.
         idle = wait_quiet()
         wrk(bare_url, duration=3, connections=args.connections)  # warm-up
         alone = wrk(bare_url, duration=args.duration, connections=args.connections)
-        emit("bare_aiohttp_xadd_alone", connections=args.connections, busy_before=idle, **alone)
+        emit("bare_aiohttp_xadd_alone", loop=args.bare_loop, connections=args.connections, busy_before=idle,
+             **alone)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="mailray-bench-") as data_dir:
             env = stack_environ(Path(data_dir))
             if args.tracking == "noop":
@@ -335,6 +345,7 @@ def main() -> None:
                 emit(
                     "serve_pixel_saturated",
                     tracking=args.tracking,
+                    bare_loop=args.bare_loop,
                     connections=args.connections,
                     bare_requests_per_s=bare_rates,
                     serve_requests_per_s=serve_rates,
