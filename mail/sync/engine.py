@@ -25,7 +25,6 @@ sync, in the same round for incremental changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -41,6 +40,7 @@ from mail import accounts
 from mail.ai import doorbell
 from mail.bounces.inbox import ingest_synced
 from mail.bounces.ingest import publish_alerts
+from mail.cancellation import cancel_and_wait, honour_cancellation
 from mail.errors import HistoryExpired
 from mail.events import publish_received
 from mail.mime import parse_message
@@ -337,11 +337,11 @@ class SyncEngine:
                     await item.then()
                 else:
                     inserted += await self._store(item, generation, publish=publish)
+                honour_cancellation()  # one lost in a Redis or pool call stops the sync here
         finally:
-            if not producer.done():
-                producer.cancel()
-            with contextlib.suppress(BaseException):
-                await producer
+            # Again and again if need be: a producer whose cancellation was lost would wait for
+            # room forever, and this with it. Its error, if any, came through `ready`.
+            await cancel_and_wait(producer)
         return counts["fetched"], inserted, counts["vanished"]
 
     async def _parse_and_offer(
