@@ -1,4 +1,5 @@
-"""Shared pieces of the API routes: services and caller dependencies, body decoding, responses."""
+"""Shared pieces of the API routes: services and caller dependencies, body decoding, responses,
+auditing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 from fastapi import Depends, Request, Response
 
 from mail import auth
+from mail.audit import AuditEntry, record
 from mail.errors import ValidationError
 from mail.services import Services
 from models.tenancy import Principal, RequestContext
@@ -59,6 +61,20 @@ async def decode_body(request: Request, body_type: type[T]) -> T:
 def request_context(request: Request) -> RequestContext:
     ip = client_ip(request.headers.get("x-forwarded-for"), request.client.host if request.client else None)
     return RequestContext(ip=ip, user_agent=request.headers.get("user-agent"))
+
+
+async def audited(
+    request: Request, conn: Any, caller: Principal, action: str, resource_id: str, **metadata: Any
+) -> None:
+    """Record `action` (`<resource type>.<verb>`) on `resource_id` in the audit log, in the
+    caller's transaction."""
+    await record(
+        conn,
+        AuditEntry(action=action, resource_type=action.split(".", 1)[0], resource_id=resource_id,
+                   metadata=metadata),
+        principal=caller,
+        request=request_context(request),
+    )  # fmt: skip
 
 
 def _presented_key(request: Request) -> str | None:

@@ -14,12 +14,11 @@ from fastapi import APIRouter, Request, Response
 
 from mail import contacts
 from mail.access import require_read_campaign
-from mail.audit import AuditEntry, record
 from mail.campaigns import filters, repository
 from mail.errors import ValidationError
 from models.campaigns import Campaign, CampaignInput, ContactInput
 from models.tenancy import Principal
-from serve.api.deps import PrincipalDep, ServicesDep, decode_body, json_response, request_context
+from serve.api.deps import PrincipalDep, ServicesDep, audited, decode_body, json_response
 
 router = APIRouter(prefix="/v1")
 
@@ -32,18 +31,6 @@ class ScheduleBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel", fo
 
 class PauseBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     reason: str = "paused by a user"
-
-
-async def _audited(
-    request: Request, conn: Any, caller: Principal, action: str, resource_id: str, **metadata: Any
-) -> None:
-    kind = action.split(".", 1)[0]
-    await record(
-        conn,
-        AuditEntry(action=action, resource_type=kind, resource_id=resource_id, metadata=metadata),
-        principal=caller,
-        request=request_context(request),
-    )
 
 
 def _limit(limit: int, highest: int = 1000) -> int:
@@ -62,7 +49,7 @@ async def create_campaign(request: Request, caller: PrincipalDep, svc: ServicesD
         raise ValidationError("name: a campaign needs a name", field="name")
     async with svc.pool.connection() as conn, conn.transaction():
         campaign = await repository.create_campaign(conn, caller, body)
-        await _audited(request, conn, caller, "campaign.create", str(campaign.id), status=campaign.status)
+        await audited(request, conn, caller, "campaign.create", str(campaign.id), status=campaign.status)
     return json_response(campaign, 201)
 
 
@@ -99,7 +86,7 @@ async def update_campaign(
     async with svc.pool.connection() as conn, conn.transaction():
         campaign = await repository.update_campaign(conn, caller, campaign_id, body)
         changed = sorted(name for name in body.__struct_fields__ if getattr(body, name) is not msgspec.UNSET)
-        await _audited(request, conn, caller, "campaign.update", str(campaign_id), fields=changed)
+        await audited(request, conn, caller, "campaign.update", str(campaign_id), fields=changed)
     return json_response(campaign)
 
 
@@ -115,7 +102,7 @@ async def _transition(
     async with svc.pool.connection() as conn, conn.transaction():
         await require_read_campaign(conn, caller, campaign_id)
         campaign: Campaign = await change(conn)
-        await _audited(request, conn, caller, action, str(campaign_id), status=campaign.status, **metadata)
+        await audited(request, conn, caller, action, str(campaign_id), status=campaign.status, **metadata)
     return json_response(campaign)
 
 
@@ -179,7 +166,7 @@ async def upsert_contact(request: Request, caller: PrincipalDep, svc: ServicesDe
     body = await decode_body(request, ContactInput)
     async with svc.pool.connection() as conn, conn.transaction():
         contact_id, created = await contacts.upsert_contact(conn, caller.workspace_id, body)
-        await _audited(request, conn, caller, "contact.upsert", str(contact_id), created=created)
+        await audited(request, conn, caller, "contact.upsert", str(contact_id), created=created)
         contact = await contacts.get_contact(conn, caller.workspace_id, contact_id)
     return json_response(contact, 201 if created else 200)
 
@@ -215,7 +202,7 @@ async def import_contacts(request: Request, caller: PrincipalDep, svc: ServicesD
         raise ValidationError(f"the CSV is not UTF-8 (byte {error.start})") from None
     async with svc.pool.connection() as conn, conn.transaction():
         report = await contacts.import_csv(conn, caller.workspace_id, text)
-        await _audited(
+        await audited(
             request, conn, caller, "contact.import", str(caller.workspace_id),
             created=report.created, updated=report.updated, rejected=len(report.rejected),
         )  # fmt: skip

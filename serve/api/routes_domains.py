@@ -3,17 +3,14 @@ domain; every member may list them. Adding and verifying are audited."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from fastapi import APIRouter, Request, Response
 
-from mail.audit import AuditEntry, record
 from mail.dkim import KeyType
 from mail.errors import Forbidden
 from mail.sending import domains
 from models.tenancy import Principal
-from serve.api.deps import PrincipalDep, ServicesDep, decode_body, json_response, request_context
+from serve.api.deps import PrincipalDep, ServicesDep, audited, decode_body, json_response
 
 router = APIRouter(prefix="/v1")
 
@@ -29,15 +26,6 @@ def _require_admin(caller: Principal) -> None:
         raise Forbidden("only workspace owners and admins may add or verify sending domains")
 
 
-async def _audited(request: Request, conn: Any, caller: Principal, action: str, domain: str) -> None:
-    await record(
-        conn,
-        AuditEntry(action=action, resource_type="domain", resource_id=domain),
-        principal=caller,
-        request=request_context(request),
-    )
-
-
 @router.post("/domains")
 async def add_domain(request: Request, caller: PrincipalDep, svc: ServicesDep) -> Response:
     _require_admin(caller)
@@ -47,7 +35,7 @@ async def add_domain(request: Request, caller: PrincipalDep, svc: ServicesDep) -
             conn, svc.settings, svc.keyring, caller.workspace_id, body.domain,
             selector=body.selector, key_type=body.key_type,
         )  # fmt: skip
-        await _audited(request, conn, caller, "domain.add", added.domain)
+        await audited(request, conn, caller, "domain.add", added.domain)
     return json_response(added, 201)
 
 
@@ -59,7 +47,7 @@ async def verify_domain(domain: str, request: Request, caller: PrincipalDep, svc
         verified = await domains.verify_domain(
             conn, svc.settings, svc.keyring, caller.workspace_id, domain, lookup
         )
-        await _audited(request, conn, caller, "domain.verify", verified.domain)
+        await audited(request, conn, caller, "domain.verify", verified.domain)
     return json_response(verified)
 
 
