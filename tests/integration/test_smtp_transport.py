@@ -3,6 +3,7 @@ refusals per recipient, 421 closing the connection, and connections reused acros
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,15 @@ class Handler:
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.sessions: set[int] = set()
+        self.mail_options: list[list[str]] = []
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.mail_options.append(options)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -38,6 +48,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if "slow@example.com" in envelope.rcpt_tos:
+            await asyncio.sleep(3)  # past the transport's deadline
         self.sessions.add(id(session))
         content: Any = envelope.original_content
         self.received.append((str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content)))
@@ -71,6 +83,37 @@ async def test_outcomes_per_recipient_and_connection_reuse(server: tuple[Handler
         assert after.verdict == "accepted"
         assert transport.connects >= 2  # a fresh connection after the 421
         assert await transport.delivered("<1@sender.test>") is None  # SMTP cannot tell
+    finally:
+        await transport.close()
+
+
+async def test_the_size_declared_is_the_size_sent(server: tuple[Handler, int]) -> None:
+    """SIZE (RFC 1870) counts the octets DATA sends, CRLF line ends included, whatever the message's
+    own line ends: a message with bare LF is declared as it goes out."""
+    handler, port = server
+    transport = SmtpTransport("127.0.0.1", port, connections=1)
+    bare_lf = MESSAGE.replace(b"\r\n", b"\n")
+    try:
+        for message in (MESSAGE, bare_lf):
+            assert (await transport.send("a@sender.test", "b@example.com", message)).verdict == "accepted"
+    finally:
+        await transport.close()
+    assert handler.mail_options == [[f"SIZE={len(MESSAGE)}"]] * 2
+    assert [content for _, _, content in handler.received] == [MESSAGE, MESSAGE]
+
+
+async def test_a_server_that_does_not_answer_in_time_leaves_the_message_uncertain(
+    server: tuple[Handler, int],
+) -> None:
+    """Past the deadline after the message went over, it may have been delivered: unknown, and the
+    connection, out of step, is not reused."""
+    _, port = server
+    transport = SmtpTransport("127.0.0.1", port, connections=1, timeout_s=0.5)
+    try:
+        slow = await transport.send("a@sender.test", "slow@example.com", MESSAGE)
+        assert slow.verdict == "unknown" and slow.message == "no answer within 0.5 s"
+        assert (await transport.send("a@sender.test", "b@example.com", MESSAGE)).verdict == "accepted"
+        assert transport.connects == 2
     finally:
         await transport.close()
 
