@@ -11,9 +11,10 @@ by `send now`, drained by `--senders` mail.sending.sender loops in this process 
 shared Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over
 the same number of connections in all. `--composition campaign` (the default) is what the sender
 actors send: mail.sending.campaign_compose (personalized HTML and text, a tracked email and its
-links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256), and the bare loop sends the
-same message rendered and signed once beforehand; `plain` is mail.sending.compose.compose_plain
-against short pre-written text messages. Prints JSON lines: both rates and the ratio (goal >=
+links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256; ed25519-sha256 alone with
+`--dkim ed25519`, which most receivers do not check yet), and the bare loop sends the same message
+rendered and signed once beforehand; `plain` is mail.sending.compose.compose_plain against short
+pre-written text messages. Prints JSON lines: both rates and the ratio (goal >=
 0.60); with --memory, the peak RSS of a process running the engine for each size (goal: flat).
 The bare loop and the sender loops run on uvloop: the event loop Ray gives the sender actors
 (every Ray worker installs it where it is installed); the SMTP server on asyncio's own.
@@ -275,6 +276,8 @@ async def _in_processes(
     ]
     if data_dir is None:
         command += ["--composition", "plain"]
+    elif data_dir.name.endswith("-ed25519"):
+        command += ["--dkim", "ed25519"]
     children = [
         await asyncio.create_subprocess_exec(*command, "--name", f"bench-{n}", stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, env={**os.environ, "BENCH_SINK_PORT": str(port)})
@@ -316,12 +319,18 @@ def main() -> None:
         default="counting",
         help="the SMTP server: a counting aiosmtpd, or `mailray emulator smtp` (stores each message)",
     )
+    parser.add_argument(
+        "--dkim",
+        choices=("rsa", "ed25519"),
+        default="rsa",
+        help="the signing key: rsa-sha256, 2048 bits (what receivers check), or ed25519-sha256 alone",
+    )
     parser.add_argument("--drain-one", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="bench-0", help=argparse.SUPPRESS)
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     port = int(os.environ.get("BENCH_SINK_PORT", "0")) or _free_port()
-    data_dir = _dkim_data_dir() if args.composition == "campaign" else None
+    data_dir = _dkim_data_dir(args.dkim) if args.composition == "campaign" else None
     if args.drain_one:  # a child of --processes
         sent, cpu = uvloop.run(drain_one(port, args.drain_one, args.connections, args.name, data_dir))
         print(json.dumps({"sent": sent, "cpu_s": cpu}))
@@ -335,7 +344,7 @@ def main() -> None:
                 child = subprocess.run(
                     [sys.executable, __file__, "--engine-only", "--recipients", str(size),
                      "--connections", str(args.connections), "--senders", str(args.senders),
-                     "--composition", args.composition],
+                     "--composition", args.composition, "--dkim", args.dkim],
                     env={**os.environ, "BENCH_SINK_PORT": str(port)}, capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 emit("engine_memory", recipients=size, **json.loads(child.stdout.strip().splitlines()[-1]))
@@ -357,21 +366,28 @@ def main() -> None:
             engine(port, args.recipients, args.connections, args.senders, data_dir, processes=args.processes)
         )
         emit("engine", sink=args.sink, recipients=args.recipients, connections=args.connections,
-             senders=args.senders, composition=args.composition, **result,
+             senders=args.senders, composition=args.composition, dkim=args.dkim, **result,
              sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),
              fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
 
 
-def _dkim_data_dir() -> Path:
-    """A data dir with a dev keyring and an RSA key for bench.test (made once, kept for reruns)."""
+def _dkim_data_dir(key_type: str = "rsa") -> Path:
+    """A data dir with a dev keyring and a key of `key_type` (rsa: 2048 bits) for bench.test (made
+    once, kept for reruns)."""
     from mail.crypto import load_keyring
     from mail.dkim import create_key, key_path
 
-    data_dir = Path("/tmp/mailray-bench-campaign")
+    data_dir = Path("/tmp/mailray-bench-campaign" + ("" if key_type == "rsa" else f"-{key_type}"))
     settings = load_settings(environ={"MAILRAY_APP__DATA_DIR": str(data_dir), "MAILRAY_DATABASE__URL": "postgresql://unused",
                                       "MAILRAY_REDIS__URL": REDIS_URL})  # fmt: skip
     if not key_path(settings, "bench.test", "b1").exists():
-        create_key(settings, load_keyring(settings), "bench.test", "b1", "rsa")
+        create_key(
+            settings,
+            load_keyring(settings),
+            "bench.test",
+            "b1",
+            "ed25519" if key_type == "ed25519" else "rsa",
+        )
     return data_dir
 
 
