@@ -55,7 +55,8 @@ class Sender(LoopingActor):
         transport = SmtpTransport(
             settings.smtp_host, settings.smtp_port, connections=settings.smtp_connections,
             username=settings.smtp_username or None, password=settings.smtp_password or None,
-            start_tls=settings.smtp_start_tls, probe_url=settings.delivery_probe_url,
+            start_tls=settings.smtp_start_tls, timeout_s=settings.smtp_timeout_s,
+            probe_url=settings.delivery_probe_url,
         )  # fmt: skip
         async with services.pool.connection() as conn, conn.transaction():
             taken = await outbox.take_back_own(conn, self._name)

@@ -227,6 +227,7 @@ def _check_sending(settings: Settings) -> None:
     _within("sending.senders", sending.senders, 0, 1000)
     _within("sending.smtp_port", sending.smtp_port, 1, 65535)
     _within("sending.smtp_connections", sending.smtp_connections, 1, 1000)
+    _within("sending.smtp_timeout_s", sending.smtp_timeout_s, 0.1, 3600)
     _within("sending.lease_s", sending.lease_s, 1)
     _within("sending.max_attempts", sending.max_attempts, 1, 100)
     _within("sending.retry_base_s", sending.retry_base_s, 0)

@@ -150,6 +150,9 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_start_tls: bool = False
+    # One message's MAIL, RCPT and DATA exchange must end within this; past it the message is
+    # uncertain (it may have been delivered) and the connection is closed.
+    smtp_timeout_s: float = 30.0
     # Where the relay says whether it received a Message-ID (GET <url>?message_id=<id> answering
     # {"delivered": true|false}); empty: SMTP cannot tell, and `uncertain` decides.
     delivery_probe_url: str = ""
