@@ -51,6 +51,7 @@ from sync import scratch_database  # noqa: E402 - benchmarks/sync.py, beside thi
 from mail import auth  # noqa: E402
 from mail.campaigns import repository  # noqa: E402
 from mail.config import load_settings  # noqa: E402
+from mail.dkim import KeyType  # noqa: E402
 from mail.sending.campaign_compose import CampaignComposer  # noqa: E402
 from mail.sending.compose import compose_plain  # noqa: E402
 from mail.sending.sender import Sender  # noqa: E402
@@ -214,9 +215,11 @@ async def engine(
     data_dir: Path | None,
     *,
     processes: bool = False,
+    dkim: KeyType = "rsa",
 ) -> dict[str, Any]:
     """The sender loops on a campaign: with data_dir, campaign composition (DKIM key in data_dir);
-    with `processes`, each loop in a process of its own, as the sender actors are."""
+    with `processes`, each loop in a process of its own, as the sender actors are (`dkim`: the
+    key type data_dir holds, which the processes are told)."""
     async with scratch_database("sending") as url:
         settings = load_settings(environ=engine_environ(url, data_dir))
         services = await open_services(settings)
@@ -239,7 +242,7 @@ async def engine(
             await repository.send_now(conn, owner, campaign.id)
         if processes:
             await services.close()
-            return await _in_processes(port, url, connections, senders, data_dir)
+            return await _in_processes(port, url, connections, senders, data_dir, dkim)
         transports = [
             SmtpTransport("127.0.0.1", port, connections=max(1, connections // senders))
             for _ in range(senders)
@@ -264,7 +267,7 @@ async def engine(
 
 
 async def _in_processes(
-    port: int, url: str, connections: int, senders: int, data_dir: Path | None
+    port: int, url: str, connections: int, senders: int, data_dir: Path | None, dkim: KeyType
 ) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -274,10 +277,7 @@ async def _in_processes(
         "--connections",
         str(max(1, connections // senders)),
     ]
-    if data_dir is None:
-        command += ["--composition", "plain"]
-    elif data_dir.name.endswith("-ed25519"):
-        command += ["--dkim", "ed25519"]
+    command += ["--composition", "plain"] if data_dir is None else ["--dkim", dkim]
     children = [
         await asyncio.create_subprocess_exec(*command, "--name", f"bench-{n}", stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, env={**os.environ, "BENCH_SINK_PORT": str(port)})
@@ -363,15 +363,24 @@ def main() -> None:
         )
         sink_cpu = cpu_s(sink)
         result = uvloop.run(
-            engine(port, args.recipients, args.connections, args.senders, data_dir, processes=args.processes)
+            engine(
+                port,
+                args.recipients,
+                args.connections,
+                args.senders,
+                data_dir,
+                processes=args.processes,
+                dkim=args.dkim,
+            )
         )
         emit("engine", sink=args.sink, recipients=args.recipients, connections=args.connections,
-             senders=args.senders, composition=args.composition, dkim=args.dkim, **result,
+             senders=args.senders, composition=args.composition,
+             dkim=args.dkim if data_dir is not None else None, **result,
              sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),
              fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
 
 
-def _dkim_data_dir(key_type: str = "rsa") -> Path:
+def _dkim_data_dir(key_type: KeyType = "rsa") -> Path:
     """A data dir with a dev keyring and a key of `key_type` (rsa: 2048 bits) for bench.test (made
     once, kept for reruns)."""
     from mail.crypto import load_keyring
@@ -381,13 +390,7 @@ def _dkim_data_dir(key_type: str = "rsa") -> Path:
     settings = load_settings(environ={"MAILRAY_APP__DATA_DIR": str(data_dir), "MAILRAY_DATABASE__URL": "postgresql://unused",
                                       "MAILRAY_REDIS__URL": REDIS_URL})  # fmt: skip
     if not key_path(settings, "bench.test", "b1").exists():
-        create_key(
-            settings,
-            load_keyring(settings),
-            "bench.test",
-            "b1",
-            "ed25519" if key_type == "ed25519" else "rsa",
-        )
+        create_key(settings, load_keyring(settings), "bench.test", "b1", key_type)
     return data_dir
 
 
