@@ -142,10 +142,10 @@ class SmtpTransport:
             except aiosmtplib.SMTPResponseException as error:
                 keep = error.code != 421  # 421: the server closes the connection
                 return _reply(error.code, error.message)
-            except TimeoutError:
+            except TimeoutError:  # aiosmtplib's SMTPTimeoutError included: it is a TimeoutError
                 keep = False  # an answer may still come: the connection is out of step
                 return Outcome(verdict="unknown", message=f"no answer within {self._timeout_s:g} s")
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as error:
+            except (aiosmtplib.SMTPServerDisconnected, OSError) as error:
                 # The message may have been handed over before the connection broke.
                 keep = False
                 return Outcome(verdict="unknown", message=f"connection lost while sending: {error}")
