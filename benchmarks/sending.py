@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import aiosmtplib
 import psycopg
@@ -321,7 +321,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--dkim",
-        choices=("rsa", "ed25519"),
+        choices=get_args(KeyType),
         default="rsa",
         help="the signing key: rsa-sha256, 2048 bits (what receivers check), or ed25519-sha256 alone",
     )
@@ -380,7 +380,7 @@ def main() -> None:
              fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
 
 
-def _dkim_data_dir(key_type: KeyType = "rsa") -> Path:
+def _dkim_data_dir(key_type: KeyType) -> Path:
     """A data dir with a dev keyring and a key of `key_type` (rsa: 2048 bits) for bench.test (made
     once, kept for reruns)."""
     from mail.crypto import load_keyring
