@@ -181,29 +181,36 @@ async def test_reprocess_resumes_after_its_driver_dies_and_survives_a_killed_act
         "the kill landed as the job was finishing; the test proves nothing"
     )
 
-    # The same job again, in this process; one of its model actors is killed while it runs.
+    # The same job again, in this process; one of its model actors is killed while it analyzes a
+    # batch. Ray titles a worker's process after its actor and the method it runs:
+    # "ray::MapWorker(MapBatches(Analyze)).submit" while it works on a batch. The dead driver's
+    # model actors may linger a moment: those are left alone.
+    def analyzing() -> dict[int, str]:
+        titles = {process.info["pid"]: " ".join(process.info["cmdline"] or [])
+                  for process in psutil.process_iter(["pid", "cmdline"])}  # fmt: skip
+        return {pid: title for pid, title in titles.items() if "MapBatches(Analyze)" in title}
+
+    leftovers = set(analyzing())
     killed: list[int] = []
+    finished = threading.Event()
 
     def kill_an_actor() -> None:
-        for _ in range(1500):
-            # Ray names a worker's process after its actor: ray::MapWorker(MapBatches(Analyze)).
-            workers = [
-                process
-                for process in psutil.process_iter(["pid", "cmdline"])
-                if "MapBatches(Analyze)" in " ".join(process.info["cmdline"] or [])
-            ]
-            if workers and _ranges_done(database_url, big_mailbox.workspace_id) > done_before:
-                os.kill(workers[0].info["pid"], signal.SIGKILL)  # a crash, not a polite stop
-                killed.append(workers[0].info["pid"])
-                return
-            time.sleep(0.2)
+        while not finished.wait(0.2):
+            for pid, title in analyzing().items():
+                if pid not in leftovers and "MapBatches(Analyze)).submit" in title:
+                    os.kill(pid, signal.SIGKILL)  # a crash, not a polite stop
+                    killed.append(pid)
+                    return
 
     killer = threading.Thread(target=kill_an_actor)
     killer.start()
-    report: ReprocessReport = await asyncio.to_thread(
-        run_reprocess, settings, workspace_id=big_mailbox.workspace_id
-    )
-    killer.join()
+    try:
+        report: ReprocessReport = await asyncio.to_thread(
+            run_reprocess, settings, workspace_id=big_mailbox.workspace_id
+        )
+    finally:
+        finished.set()
+        killer.join()
     assert killed, "no model actor was killed; the test proves nothing"
     assert report.job.finished_at is not None and report.job.ranges_done == report.job.ranges
     assert report.ranges_run == report.job.ranges - done_before  # only what the dead driver left
