@@ -11,7 +11,6 @@ cannot (plain SMTP).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from typing import Literal, Protocol
 
@@ -68,7 +67,9 @@ async def _transaction(
     general case: parsing both addresses once more to validate them (composition wrote them) and
     normalizing the whole message once more to measure it (signed messages end lines in CRLF).
     One deadline for the exchange instead of a timer per command: TimeoutError past `timeout_s`.
-    A refusal raises SMTPSenderRefused, SMTPRecipientRefused or SMTPDataError, with the code."""
+    A refusal raises SMTPSenderRefused, SMTPRecipientRefused or SMTPDataError, with the code, even
+    when the RSET after it fails: the refusal is the verdict, and the connection, its envelope not
+    known to be clean, is closed instead of reused."""
     options: list[str] = []
     if client.supports_extension("size"):
         size = len(message)
@@ -82,8 +83,10 @@ async def _transaction(
             await client.rcpt(recipient, timeout=None)
             return (await client.data(message, timeout=None)).message
     except (aiosmtplib.SMTPResponseException, ValueError):  # ValueError: an address aiosmtplib refuses
-        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+        try:
             await client.rset()  # a clean envelope for the connection's next message
+        except (ConnectionError, TimeoutError, aiosmtplib.SMTPResponseException):
+            client.close()
         raise
 
 

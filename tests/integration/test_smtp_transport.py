@@ -1,5 +1,6 @@
 """SmtpTransport against a real SMTP server (aiosmtpd): acceptance, permanent and transient
-refusals per recipient, 421 closing the connection, and connections reused across messages."""
+refusals per recipient, 421 closing the connection, a refusal whose RSET gets no answer, and
+connections reused across messages."""
 
 from __future__ import annotations
 
@@ -44,7 +45,15 @@ class Handler:
             return "452 4.2.2 mailbox full"
         if address.startswith("bye"):
             return "421 4.7.0 closing"
+        if address.startswith("hang"):
+            session.hang_on_rset = True  # type: ignore[attr-defined]
+            return "550 5.7.1 refused"
         envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if getattr(session, "hang_on_rset", False):
+            await asyncio.sleep(3)  # past the transport's deadline
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -112,6 +121,22 @@ async def test_a_server_that_does_not_answer_in_time_leaves_the_message_uncertai
     try:
         slow = await transport.send("a@sender.test", "slow@example.com", MESSAGE)
         assert slow.verdict == "unknown" and slow.message == "no answer within 0.5 s"
+        assert (await transport.send("a@sender.test", "b@example.com", MESSAGE)).verdict == "accepted"
+        assert transport.connects == 2
+    finally:
+        await transport.close()
+
+
+async def test_a_refusal_stays_the_verdict_when_the_rset_after_it_gets_no_answer(
+    server: tuple[Handler, int],
+) -> None:
+    """The server said 550 for the recipient: bounced, even though the RSET that follows times out;
+    the connection, its envelope not known to be clean, is not reused."""
+    _, port = server
+    transport = SmtpTransport("127.0.0.1", port, connections=1, timeout_s=0.5)
+    try:
+        refused = await transport.send("a@sender.test", "hang@example.com", MESSAGE)
+        assert (refused.verdict, refused.code, refused.status) == ("bounced", 550, "5.7.1")
         assert (await transport.send("a@sender.test", "b@example.com", MESSAGE)).verdict == "accepted"
         assert transport.connects == 2
     finally:
