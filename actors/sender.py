@@ -1,8 +1,10 @@
 """The sender pool and the campaign scheduler: named, detached actors Ray restarts when they die.
 
-- `Sender` (`sender-0`, `sender-1`, ...): runs mail.sending.sender's loop. On (re)start it takes
-  back the rows it held under its name (it may have sent any of them: they come back uncertain),
-  and while it runs it renews its claims so the scheduler never takes back a live sender's rows.
+- `Sender` (`sender-0`, `sender-1`, ...): runs `sending.loops_per_sender` of mail.sending.sender's
+  loops over one set of connections, so one loop's messages are on the wire while another
+  composes and signs. On (re)start it takes back the rows it held under its name (it may have
+  sent any of them: they come back uncertain), and while it runs it renews its loops' claims so
+  the scheduler never takes back a live sender's rows.
 - `CampaignScheduler` (`campaign-scheduler`): every second starts the scheduled campaigns that
   are due, acts on the bounces in `sending.bounce_maildir` (mail.bounces.ingest), decides the A/B
   tests whose wait is over (mail.campaigns.ab_round), takes back rows whose sender stopped renewing them (a sender that died for good),
@@ -46,7 +48,7 @@ class Sender(LoopingActor):
     def __init__(self, name: str) -> None:
         self._name = name
         self._sent = 0
-        self._progress_at = time.monotonic()
+        self._progress_at: list[float] = []  # per loop: when it last started a step
         super().__init__()
 
     async def _loop(self) -> None:
@@ -62,34 +64,44 @@ class Sender(LoopingActor):
             taken = await outbox.take_back_own(conn, self._name)
         if taken:
             log.warning("%s: took back %d rows it held before it restarted (uncertain)", self._name, taken)
-        loop = SenderLoop(
-            services, self._name, transport, CampaignComposer(services.settings, services.keyring)
-        )
-        heartbeat = asyncio.create_task(self._renew(services, loop))
+        composer = CampaignComposer(services.settings, services.keyring)
+        loops = [
+            SenderLoop(services, self._name, transport, composer) for _ in range(settings.loops_per_sender)
+        ]
+        self._progress_at = [time.monotonic()] * len(loops)
+        heartbeat = asyncio.create_task(self._renew(services, loops))
         try:
-            while True:
-                self._progress_at = time.monotonic()
-                report = await loop.step()
-                self._sent += report.sent
-                if report.claimed == 0:
-                    await asyncio.sleep(_IDLE_S)
+            async with asyncio.TaskGroup() as group:  # a loop that fails stops the others: all restart
+                for index, loop in enumerate(loops):
+                    group.create_task(self._drain(index, loop))
         finally:
             heartbeat.cancel()
             await transport.close()
 
-    async def _renew(self, services: Services, loop: SenderLoop) -> None:
-        """Renew the claims of the running batch while the loop makes progress. A loop stuck in
-        one batch longer than the lease stops renewing, and the scheduler takes the rows back
-        (uncertain)."""
+    async def _drain(self, index: int, loop: SenderLoop) -> None:
+        while True:
+            self._progress_at[index] = time.monotonic()
+            report = await loop.step()
+            self._sent += report.sent
+            if report.claimed == 0:
+                await asyncio.sleep(_IDLE_S)
+
+    async def _renew(self, services: Services, loops: list[SenderLoop]) -> None:
+        """Renew the claims of each loop's running batch while that loop makes progress. A loop
+        stuck in one batch longer than the lease stops renewing it, and the scheduler takes its
+        rows back (uncertain)."""
         lease_s = services.settings.sending.lease_s
         while True:
             await asyncio.sleep(lease_s / 3)
-            if time.monotonic() - self._progress_at > lease_s:
-                log.warning("%s: a batch has run longer than the lease; its claims lapse", self._name)
-                continue
+            held: list[int] = []
+            for index, loop in enumerate(loops):
+                if time.monotonic() - self._progress_at[index] > lease_s:
+                    log.warning("%s: a batch has run longer than the lease; its claims lapse", self._name)
+                else:
+                    held += loop.batch
             try:
                 async with services.pool.connection() as conn, conn.transaction():
-                    await outbox.renew(conn, self._name, loop.batch)
+                    await outbox.renew(conn, self._name, held)
             except Exception:
                 log.exception("%s: renewing claims failed", self._name)
 

@@ -2,14 +2,19 @@
 
     .venv/bin/python benchmarks/sending.py [--recipients 20000] [--connections 8] [--senders 2]
     .venv/bin/python benchmarks/sending.py --memory        # the engine at 20,000 and 100,000
-    .venv/bin/python benchmarks/sending.py --processes     # each sender loop in its own process
+    .venv/bin/python benchmarks/sending.py --processes     # each sender in its own process
+    .venv/bin/python benchmarks/sending.py --processes --reply-delay-ms 2   # a relay 2 ms away
 
 The SMTP server is aiosmtpd in a process of its own that counts what it receives and keeps
-nothing. `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--connections`
+nothing, and answers at once (or, with `--reply-delay-ms`, each command after that long, as a
+relay across a network does: then the rate is bound by waiting, not by the CPU). `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--connections`
 connections. `engine`: a campaign to as many contacts in a scratch database, its outbox written
 by `send now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose,
 shared Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over
-the same number of connections in all. `--composition campaign` (the default) is what the sender
+the same number of connections in all; with `--processes`, each of `--senders` senders in a
+process of its own, running `sending.loops_per_sender` loops, as the sender actors do (the
+setting's variable, where set, is passed on).
+`--composition campaign` (the default) is what the sender
 actors send: mail.sending.campaign_compose (personalized HTML and text, a tracked email and its
 links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256; ed25519-sha256 alone with
 `--dkim ed25519`, which most receivers do not check yet), and the bare loop sends the same message
@@ -67,9 +72,23 @@ SINK = textwrap.dedent(
     """
     import asyncio, sys
     from aiosmtpd.controller import Controller
+    DELAY_S = float(sys.argv[2]) / 1000
     class Count:
         received = 0
+        async def handle_MAIL(self, server, session, envelope, address, options):
+            if DELAY_S:
+                await asyncio.sleep(DELAY_S)
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+            return "250 OK"
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            if DELAY_S:
+                await asyncio.sleep(DELAY_S)
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
         async def handle_DATA(self, server, session, envelope):
+            if DELAY_S:
+                await asyncio.sleep(DELAY_S)
             Count.received += len(envelope.rcpt_tos)
             return "250 2.0.0 ok"
     controller = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
@@ -87,13 +106,14 @@ def emit(figure: str, **values: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_sink(port: int, kind: str) -> Iterator[int]:
+def running_sink(port: int, kind: str, reply_delay_ms: float = 0.0) -> Iterator[int]:
     """The SMTP server in a process of its own, listening on `port`, until the block ends; its pid.
     `counting`: aiosmtpd that counts and keeps nothing (the cheapest server: the strictest
-    comparison); `mailray`: `mailray emulator smtp`, the project's sink, storing every message."""
+    comparison), answering MAIL, RCPT and DATA after `reply_delay_ms` each; `mailray`: `mailray
+    emulator smtp`, the project's sink, storing every message."""
     with tempfile.TemporaryDirectory(prefix="mailray-bench-sink-") as store:
         if kind == "counting":
-            command = [sys.executable, "-c", SINK, str(port)]
+            command = [sys.executable, "-c", SINK, str(port), str(reply_delay_ms)]
         else:
             command = [str(Path(sys.executable).with_name("mailray")), "emulator", "smtp",
                        "--port", str(port), "--store", store]  # fmt: skip
@@ -182,29 +202,37 @@ def engine_environ(url: str, data_dir: Path | None) -> dict[str, str]:
         "MAILRAY_SENDING__GLOBAL_RATE_PER_S": "1000000", "MAILRAY_SENDING__PER_DOMAIN_RATE_PER_S": "1000000",
         "MAILRAY_SENDING__CLAIM_BATCH": "200", "MAILRAY_DATABASE__POOL_MAX_SIZE": "20",
         **({"MAILRAY_DKIM__KEYS": DKIM_KEYS} if data_dir is not None else {}),
+        **{key: os.environ[key] for key in ("MAILRAY_SENDING__LOOPS_PER_SENDER",) if key in os.environ},
     }  # fmt: skip
 
 
 async def drain_one(
     port: int, url: str, connections: int, name: str, data_dir: Path | None
 ) -> tuple[int, float]:
-    """One sender loop in this process until the outbox is empty (a child of --processes): it
-    says "ready", waits for a line on stdin, then sends; what it sent, and its CPU seconds."""
+    """One sender in this process until the outbox is empty (a child of --processes), as the
+    Sender actor runs it: `sending.loops_per_sender` loops over one transport. It says "ready",
+    waits for a line on stdin, then sends; what it sent, and its CPU seconds."""
     settings = load_settings(environ=engine_environ(url, data_dir))
     services = await open_services(settings)
     transport = SmtpTransport("127.0.0.1", port, connections=connections)
     compose = CampaignComposer(settings, services.keyring) if data_dir is not None else compose_plain
-    loop = Sender(services, name, transport, compose)
+    loops = [Sender(services, name, transport, compose) for _ in range(settings.sending.loops_per_sender)]
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     cpu = time.process_time()
-    sent = 0
-    while (report := await loop.step()).claimed:
-        sent += report.sent
+    sent = sum(await asyncio.gather(*(_drain(loop) for loop in loops)))
     cpu = time.process_time() - cpu
     await transport.close()
     await services.close()
     return sent, cpu
+
+
+async def _drain(loop: Sender) -> int:
+    """Steps until the outbox has nothing left to claim; the messages sent."""
+    sent = 0
+    while (report := await loop.step()).claimed:
+        sent += report.sent
+    return sent
 
 
 async def engine(
@@ -250,14 +278,8 @@ async def engine(
         compose = CampaignComposer(settings, services.keyring) if data_dir is not None else compose_plain
         loops = [Sender(services, f"bench-{n}", transports[n], compose) for n in range(senders)]
 
-        async def drain(loop: Sender) -> int:
-            sent = 0
-            while (report := await loop.step()).claimed:
-                sent += report.sent
-            return sent
-
         started = time.perf_counter()
-        sent = sum(await asyncio.gather(*(drain(loop) for loop in loops)))
+        sent = sum(await asyncio.gather(*(_drain(loop) for loop in loops)))
         elapsed = time.perf_counter() - started
         for transport in transports:
             await transport.close()
@@ -312,12 +334,19 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--composition", choices=("campaign", "plain"), default="campaign")
-    parser.add_argument("--processes", action="store_true", help="each sender loop in a process of its own")
+    parser.add_argument("--processes", action="store_true", help="each sender in a process of its own")
     parser.add_argument(
         "--sink",
         choices=("counting", "mailray"),
         default="counting",
         help="the SMTP server: a counting aiosmtpd, or `mailray emulator smtp` (stores each message)",
+    )
+    parser.add_argument(
+        "--reply-delay-ms",
+        type=float,
+        default=0.0,
+        help="the counting server answers MAIL, RCPT and DATA after this long each, as a relay across a "
+        "network does (0: at once, the strictest comparison)",
     )
     parser.add_argument(
         "--dkim",
@@ -338,7 +367,9 @@ def main() -> None:
     if args.engine_only:  # a child of --memory: the engine alone against a running sink
         print(json.dumps(uvloop.run(engine(port, args.recipients, args.connections, args.senders, data_dir))))
         return
-    with running_sink(port, args.sink) as sink:
+    if args.reply_delay_ms and args.sink != "counting":
+        parser.error("--reply-delay-ms: only the counting server can be told to wait")
+    with running_sink(port, args.sink, args.reply_delay_ms) as sink:
         if args.memory:
             for size in (20000, 100000):
                 child = subprocess.run(
@@ -355,6 +386,7 @@ def main() -> None:
         emit(
             "bare_aiosmtplib",
             sink=args.sink,
+            reply_delay_ms=args.reply_delay_ms,
             recipients=args.recipients,
             connections=args.connections,
             requests_per_s=round(bare_rate, 1),
@@ -373,7 +405,7 @@ def main() -> None:
                 dkim=args.dkim,
             )
         )
-        emit("engine", sink=args.sink, recipients=args.recipients, connections=args.connections,
+        emit("engine", sink=args.sink, reply_delay_ms=args.reply_delay_ms, recipients=args.recipients, connections=args.connections,
              senders=args.senders, composition=args.composition,
              dkim=args.dkim if data_dir is not None else None, **result,
              sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),

@@ -161,6 +161,9 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     per_domain_rate_per_s: float = 50.0
     # Outbox rows one sender claims at a time.
     claim_batch: int = 50
+    # Batch loops each sender runs at once over its connections: while one composes and signs a
+    # batch, another's messages are on the wire (1: compose, then send, then compose again).
+    loops_per_sender: int = 2
     # A row claimed longer ago than this by a sender that did not finish it is taken back.
     lease_s: float = 120.0
     # Transient failures (4xx, dropped connections) are retried this often, backing off

@@ -13,6 +13,7 @@ NotComposed with the reason; the others go on.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -60,6 +61,7 @@ class CampaignComposer:
         composed: list[Composed | NotComposed] = []
         links: list[tuple[uuid.UUID, int, Sequence[registry.Link]]] = []
         for row in rows:
+            await asyncio.sleep(0)  # between messages, the sender's other loops read their replies
             campaign = campaigns[row.campaign_id]
             options = RenderOptions.of(campaign)
             plan = TokenTrackingPlan(self._signer, self._base_url, tracked[row.id], recipient_id=row.id)

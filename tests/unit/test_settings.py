@@ -322,6 +322,7 @@ def test_pool_max_size_must_not_be_below_min_size(tmp_path: Path) -> None:
         ("[tracking]\nwriter_linger_ms = -5\n", "tracking.writer_linger_ms (MAILRAY_TRACKING__WRITER_LINGER_MS): expected 0 to 60000, got -5"),
         ("[tracking]\nwriter_batch = 0\n", "tracking.writer_batch (MAILRAY_TRACKING__WRITER_BATCH): expected at least 1, got 0"),
         ("[sending]\nsmtp_timeout_s = 0\n", "sending.smtp_timeout_s (MAILRAY_SENDING__SMTP_TIMEOUT_S): expected 0.1 to 3600, got 0.0"),
+        ("[sending]\nloops_per_sender = 0\n", "sending.loops_per_sender (MAILRAY_SENDING__LOOPS_PER_SENDER): expected 1 to 64, got 0"),
     ],
 )  # fmt: skip
 def test_numbers_out_of_range_are_named_with_their_variable(tmp_path: Path, toml: str, message: str) -> None:
