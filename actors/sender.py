@@ -29,6 +29,7 @@ from mail.errors import MailrayError
 from mail.sending import guardrails, outbox
 from mail.sending.campaign_compose import CampaignComposer
 from mail.sending.sender import Sender as SenderLoop
+from mail.sending.sender import renewable_claims
 from mail.sending.transport import SmtpTransport
 from mail.services import Services
 
@@ -93,12 +94,13 @@ class Sender(LoopingActor):
         lease_s = services.settings.sending.lease_s
         while True:
             await asyncio.sleep(lease_s / 3)
-            held: list[int] = []
-            for index, loop in enumerate(loops):
-                if time.monotonic() - self._progress_at[index] > lease_s:
-                    log.warning("%s: a batch has run longer than the lease; its claims lapse", self._name)
-                else:
-                    held += loop.batch
+            held, stuck = renewable_claims(
+                [loop.batch for loop in loops], self._progress_at, time.monotonic(), lease_s
+            )
+            if stuck:
+                log.warning(
+                    "%s: %d batches have run longer than the lease; their claims lapse", self._name, stuck
+                )
             try:
                 async with services.pool.connection() as conn, conn.transaction():
                     await outbox.renew(conn, self._name, held)

@@ -224,6 +224,23 @@ class Sender:
                 await conn.execute("UPDATE campaign_recipients SET uncertain = true WHERE id = %s", (row.id,))
 
 
+def renewable_claims(
+    batches: Sequence[Sequence[int]], progress_at: Sequence[float], now: float, lease_s: float
+) -> tuple[list[int], int]:
+    """A sender's heartbeat over its loops: the rows of each running batch (`batches`, one per
+    loop) whose loop started a step (`progress_at`, monotonic seconds) within the last `lease_s`,
+    and how many loops are past that. A loop stuck in one batch longer than the lease is not
+    renewed, so its rows lapse and are taken back (uncertain), while the other loops keep theirs."""
+    held: list[int] = []
+    stuck = 0
+    for batch, started in zip(batches, progress_at, strict=True):
+        if now - started > lease_s:
+            stuck += 1
+        else:
+            held.extend(batch)
+    return held, stuck
+
+
 async def record_rejection(conn: Any, row: Claimed, message_id: str, outcome: Outcome) -> None:
     """A 5xx at RCPT: store the bounce; a permanent address failure (5.1.x, or no enhanced code)
     suppresses the address for the workspace."""
