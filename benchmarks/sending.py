@@ -7,14 +7,14 @@
 
 The SMTP server is aiosmtpd in a process of its own that counts what it receives and keeps
 nothing, and answers at once (or, with `--reply-delay-ms`, each command after that long, as a
-relay across a network does: then the rate is bound by waiting, not by the CPU). `bare`: pre-rendered messages sent by a plain aiosmtplib loop over `--connections`
-connections. `engine`: a campaign to as many contacts in a scratch database, its outbox written
-by `send now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose,
-shared Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over
-the same number of connections in all; with `--processes`, each of `--senders` senders in a
-process of its own, running `sending.loops_per_sender` loops, as the sender actors do (the
-setting's variable, where set, is passed on).
-`--composition campaign` (the default) is what the sender
+relay across a network does: then the rate is bound by waiting, not by the CPU). `bare`:
+pre-rendered messages sent by a plain aiosmtplib loop over `--connections` connections.
+`engine`: a campaign to as many contacts in a scratch database, its outbox written by `send
+now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose, shared
+Redis rate limits, SMTP over reused connections, each outcome recorded in Postgres) over the
+same number of connections in all; with `--processes`, each of `--senders` senders in a process
+of its own, running `sending.loops_per_sender` loops, as the sender actors do (the setting's
+variable, where set, is passed on). `--composition campaign` (the default) is what the sender
 actors send: mail.sending.campaign_compose (personalized HTML and text, a tracked email and its
 links per recipient, open pixel, List-Unsubscribe, DKIM rsa-sha256; ed25519-sha256 alone with
 `--dkim ed25519`, which most receivers do not check yet), and the bare loop sends the same message
@@ -75,23 +75,24 @@ SINK = textwrap.dedent(
     DELAY_S = float(sys.argv[2]) / 1000
     class Count:
         received = 0
+        async def handle_DATA(self, server, session, envelope):
+            Count.received += len(envelope.rcpt_tos)
+            return "250 2.0.0 ok"
+    class Delayed(Count):  # each answer DELAY_S late; aiosmtpd's own MAIL and RCPT otherwise
         async def handle_MAIL(self, server, session, envelope, address, options):
-            if DELAY_S:
-                await asyncio.sleep(DELAY_S)
+            await asyncio.sleep(DELAY_S)
             envelope.mail_from = address
             envelope.mail_options.extend(options)
             return "250 OK"
         async def handle_RCPT(self, server, session, envelope, address, options):
-            if DELAY_S:
-                await asyncio.sleep(DELAY_S)
+            await asyncio.sleep(DELAY_S)
             envelope.rcpt_tos.append(address)
             return "250 OK"
         async def handle_DATA(self, server, session, envelope):
-            if DELAY_S:
-                await asyncio.sleep(DELAY_S)
-            Count.received += len(envelope.rcpt_tos)
-            return "250 2.0.0 ok"
-    controller = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+            await asyncio.sleep(DELAY_S)
+            return await super().handle_DATA(server, session, envelope)
+    handler = Delayed() if DELAY_S else Count()
+    controller = Controller(handler, hostname="127.0.0.1", port=int(sys.argv[1]))
     controller.start()
     print("ready", flush=True)
     sys.stdin.read()
@@ -405,8 +406,8 @@ def main() -> None:
                 dkim=args.dkim,
             )
         )
-        emit("engine", sink=args.sink, reply_delay_ms=args.reply_delay_ms, recipients=args.recipients, connections=args.connections,
-             senders=args.senders, composition=args.composition,
+        emit("engine", sink=args.sink, reply_delay_ms=args.reply_delay_ms, recipients=args.recipients,
+             connections=args.connections, senders=args.senders, composition=args.composition,
              dkim=args.dkim if data_dir is not None else None, **result,
              sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),
              fraction_of_bare=round(result["requests_per_s"] / bare_rate, 3))  # fmt: skip
