@@ -21,7 +21,8 @@ Both: no decision before every variant has been sent to `min_sample` recipients:
 never decide, whatever their rates. The decision is made once, when the test's wait is over (a
 test peeked at repeatedly would need a sequential method). Without a winner `fallback` picks:
 `highest` (the observed leader: with no proof of a difference it is still the better bet),
-`first` (the first variant, the control) or `none`.
+`first` (the first variant, the control) or `none`. A person may choose the winner instead
+(`chosen_by_hand`): the decision then keeps the method's statistics and says who chose.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class AbDecision(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # Why the method chose no winner, and the fallback that chose instead.
     reason: str | None = None
     fallback: Fallback | None = None
+    # The user who chose the winner by hand (chosen_by_hand); None when the method or fallback did.
+    chosen_by: str | None = None
 
 
 def decide_with(settings: CampaignSettings, counts: Sequence[VariantCounts], metric: Metric) -> AbDecision:
@@ -176,6 +179,24 @@ def decide(
         variants=results,
         reason=None if significant else reason,
         fallback=None if significant else fallback,
+    )
+
+
+def chosen_by_hand(decision: AbDecision, variant_id: str, user_id: str) -> AbDecision:
+    """`decision` (what the method says of the counts at the time) with a person's choice as the
+    winner: significant only where the method found that same variant best, and otherwise the
+    reason says what the method found."""
+    if variant_id not in {result.variant_id for result in decision.variants}:
+        raise ValueError(f"{variant_id} is not one of the decision's variants")
+    agrees = decision.significant and decision.winner == variant_id
+    if agrees:
+        reason = None
+    elif decision.significant:
+        reason = f"chosen by hand over {decision.winner}, which the method found best"
+    else:
+        reason = f"chosen by hand; the method found no winner: {decision.reason}"
+    return msgspec.structs.replace(
+        decision, winner=variant_id, significant=agrees, reason=reason, fallback=None, chosen_by=user_id
     )
 
 

@@ -9,7 +9,7 @@
 Only draft and scheduled campaigns change content. Starting to send writes the outbox: one
 `campaign_recipients` row per eligible contact (the unique (campaign, address) key makes a second
 start add nobody twice). In an A/B test the test cohort gets its variants at once and the rest
-waits (`send_after` infinity) for the decision. With `sendAtLocalTime` each recipient's row is
+waits (state `held`) for the decision. With `sendAtLocalTime` each recipient's row is
 due at the scheduled wall-clock time in the contact's time zone (UTC when unknown); a time that
 has already passed there is due at once.
 """
@@ -164,13 +164,15 @@ async def create_campaign(conn: Conn, principal: Principal, body: CampaignInput)
     return await _read(conn, campaign_id)
 
 
-async def _locked(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
+async def locked(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
+    """The campaign, if `principal` may change it, with its row locked until the transaction ends."""
     await require_read_campaign(conn, principal, campaign_id)
     await conn.execute("SELECT 1 FROM campaigns WHERE id = %s FOR UPDATE", (campaign_id,))
     return await _read(conn, campaign_id)
 
 
-def _require_status(campaign: Campaign, allowed: tuple[str, ...], action: str) -> None:
+def require_status(campaign: Campaign, allowed: tuple[str, ...], action: str) -> None:
+    """Conflict, naming the statuses that allow `action`, unless the campaign is in one."""
     if campaign.status not in allowed:
         raise Conflict(
             f"campaign {campaign.id} is {campaign.status}; only a {' or '.join(allowed)} campaign can be {action}"
@@ -180,8 +182,8 @@ def _require_status(campaign: Campaign, allowed: tuple[str, ...], action: str) -
 async def update_campaign(
     conn: Conn, principal: Principal, campaign_id: UUID, body: CampaignInput
 ) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, _EDITABLE, "changed")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, _EDITABLE, "changed")
     fields = _applied(_editable_fields(campaign), body)
     validate.check_draft(fields)
     await _save(conn, campaign_id, fields)
@@ -224,8 +226,8 @@ async def _schedule(conn: Conn, workspace_id: UUID, campaign_id: UUID, fields: d
 
 
 async def schedule(conn: Conn, principal: Principal, campaign_id: UUID, at: datetime) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, _EDITABLE, "scheduled")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, _EDITABLE, "scheduled")
     fields = {**_editable_fields(campaign), "scheduled_at": at}
     await _save(conn, campaign_id, fields)
     await _schedule(conn, principal.workspace_id, campaign_id, fields)
@@ -233,8 +235,8 @@ async def schedule(conn: Conn, principal: Principal, campaign_id: UUID, at: date
 
 
 async def send_now(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, _EDITABLE, "sent now")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, _EDITABLE, "sent now")
     await start_sending(conn, campaign)
     return await _read(conn, campaign_id)
 
@@ -309,22 +311,22 @@ def _due(campaign: Campaign) -> tuple[sql.Composable, list[Any]]:
 async def pause(
     conn: Conn, principal: Principal, campaign_id: UUID, reason: str = "paused by a user"
 ) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, ("sending",), "paused")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, ("sending",), "paused")
     await _set_status(conn, campaign_id, "paused", pause_reason=reason)
     return await _read(conn, campaign_id)
 
 
 async def resume(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, ("paused",), "resumed")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, ("paused",), "resumed")
     await _set_status(conn, campaign_id, "sending", pause_reason=None)
     return await _read(conn, campaign_id)
 
 
 async def cancel(conn: Conn, principal: Principal, campaign_id: UUID) -> Campaign:
-    campaign = await _locked(conn, principal, campaign_id)
-    _require_status(campaign, ("draft", "scheduled", "sending", "paused"), "cancelled")
+    campaign = await locked(conn, principal, campaign_id)
+    require_status(campaign, ("draft", "scheduled", "sending", "paused"), "cancelled")
     await conn.execute(
         "UPDATE campaign_recipients SET state = 'cancelled', updated_at = now() "
         "WHERE campaign_id = %s AND state IN ('held', 'queued')",

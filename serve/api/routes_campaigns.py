@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from mail import contacts
 from mail.access import require_read_campaign
-from mail.campaigns import filters, repository
+from mail.campaigns import ab_round, filters, repository
 from mail.errors import ValidationError
 from models.campaigns import Campaign, CampaignInput, ContactInput
 from models.tenancy import Principal
@@ -27,6 +27,10 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
 class ScheduleBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     scheduled_at: datetime
+
+
+class WinnerBody(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    variant_id: UUID
 
 
 class PauseBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -126,6 +130,19 @@ async def pause_campaign(
     return await _transition(
         request, caller, svc, campaign_id, "campaign.pause",
         lambda conn: repository.pause(conn, caller, campaign_id, body.reason[:500]), reason=body.reason[:500],
+    )  # fmt: skip
+
+
+@router.post("/campaigns/{campaign_id}/winner")
+async def choose_winner(
+    campaign_id: UUID, request: Request, caller: PrincipalDep, svc: ServicesDep
+) -> Response:
+    """A person picks the A/B test's winner: the held rest is sent that variant (mail.campaigns.ab_round)."""
+    body = await decode_body(request, WinnerBody)
+    return await _transition(
+        request, caller, svc, campaign_id, "campaign.choose_winner",
+        lambda conn: ab_round.choose_winner(conn, svc.settings.campaigns, caller, campaign_id, body.variant_id),
+        variantId=str(body.variant_id),
     )  # fmt: skip
 
 

@@ -38,6 +38,7 @@ AUDITED_ROUTES = {
     ("POST", "/v1/campaigns/{campaign_id}/pause"): "campaign.pause",
     ("POST", "/v1/campaigns/{campaign_id}/resume"): "campaign.resume",
     ("POST", "/v1/campaigns/{campaign_id}/cancel"): "campaign.cancel",
+    ("POST", "/v1/campaigns/{campaign_id}/winner"): "campaign.choose_winner",
     ("POST", "/v1/domains"): "domain.add",
     ("POST", "/v1/domains/{domain}/verify"): "domain.verify",
     ("POST", "/v1/ai/analyze"): "ai.analyze",
@@ -317,6 +318,11 @@ async def test_campaigns_and_contacts_over_http(
     async with http.patch(path, json={"subject": "late"}, headers=owner) as response:
         assert response.status == 409
         assert (await _json(response))["error"]["code"] == "conflict"
+    async with http.post(f"{path}/winner", json={"variantId": str(uuid.uuid4())}, headers=owner) as response:
+        assert response.status == 409
+        assert "not an A/B test" in (await _json(response))["error"]["message"]
+    async with http.post(f"{path}/winner", json={"variant": "A"}, headers=owner) as response:
+        assert response.status == 422  # the body names no variantId
     async with http.get(f"{api_url}/v1/audit-log", headers=owner) as response:
         actions = [entry["action"] for entry in await _json(response)]
     assert actions[:3] == ["campaign.send", "campaign.create", "contact.import"]

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
 from mail import auth, contacts
 from mail.campaigns import ab_round, filters, repository
+from mail.campaigns.abtest import AbDecision
 from mail.errors import Conflict, ValidationError
 from models.campaigns import AbTestSettings, CampaignInput, ContactInput, RecipientFilter, VariantInput
 from models.settings import CampaignSettings
@@ -350,6 +352,52 @@ async def test_an_ab_test_without_significance_uses_the_fallback_or_waits(
         "UPDATE campaigns SET ab_test = ab_test || '{\"waitHours\": 0}' WHERE id = %s", (waiting,)
     )
     assert waiting not in await ab_round.decide_due(conn, CampaignSettings())  # a test row is still to send
+
+
+async def test_a_person_chooses_the_winner_the_method_could_not(conn: Conn, owner: Principal) -> None:
+    held, names = await _sent_ab_test(conn, owner, {"A": 20, "B": 23})
+    settings = CampaignSettings(ab_fallback="none")
+    assert (await ab_round.decide_due(conn, settings))[held].winner is None  # the rest stays held
+    campaign = await ab_round.choose_winner(conn, settings, owner, held, names["A"])
+    assert campaign.winning_variant == names["A"] and campaign.ab_decision is not None
+    decision = msgspec.convert(campaign.ab_decision, AbDecision)  # as stored, camelCase
+    assert decision.winner == str(names["A"]) and decision.chosen_by == str(owner.user_id)
+    assert not decision.significant
+    assert str(decision.reason).startswith("chosen by hand; the method found no winner")
+    assert [(v.sent, v.successes) for v in decision.variants] == [(100, 20), (100, 23)]
+    assert {v.name: v.status for v in campaign.variants} == {"A": "winner", "B": "loser"}
+    rest = [row for row in await _outbox(conn, held) if row[1] == "rest"]
+    assert len(rest) == 200 and {(row[2], row[3]) for row in rest} == {(names["A"], "queued")}
+    with pytest.raises(Conflict, match="has its winner already: A"):
+        await ab_round.choose_winner(conn, settings, owner, held, names["B"])
+    assert held not in await ab_round.decide_due(conn, settings)
+
+
+async def test_a_winner_chosen_early_ends_the_test_and_bad_choices_change_nothing(
+    conn: Conn, owner: Principal
+) -> None:
+    early, names = await _sent_ab_test(conn, owner, {"A": 10, "B": 40}, wait_hours=3)  # not due for an hour
+    settings = CampaignSettings()
+    with pytest.raises(ValidationError, match="is not a variant of campaign") as refused:
+        await ab_round.choose_winner(conn, settings, owner, early, uuid.uuid4())
+    assert refused.value.field == "variantId" and "A (" in str(refused.value)
+    await repository.pause(conn, owner, early)
+    campaign = await ab_round.choose_winner(conn, settings, owner, early, names["A"])  # over the method's B
+    assert campaign.status == "paused" and campaign.winning_variant == names["A"]
+    assert campaign.ab_decision is not None
+    assert campaign.ab_decision["reason"] == f"chosen by hand over {names['B']}, which the method found best"
+    rest = {(row[2], row[3]) for row in await _outbox(conn, early) if row[1] == "rest"}
+    assert rest == {(names["A"], "queued")}
+
+    plain = await repository.create_campaign(conn, owner, _campaign())
+    await repository.send_now(conn, owner, plain.id)
+    with pytest.raises(Conflict, match="not an A/B test"):
+        await ab_round.choose_winner(conn, settings, owner, plain.id, names["A"])
+    variants = [VariantInput(name="A", percentage=50), VariantInput(name="B", percentage=50)]
+    draft = await repository.create_campaign(conn, owner, _campaign(is_ab_test=True, variants=variants))
+    with pytest.raises(Conflict, match="only a sending or paused campaign can be given a winner"):
+        await ab_round.choose_winner(conn, settings, owner, draft.id, draft.variants[0].id)
+    assert (await repository.load_campaign(conn, draft.id)).ab_decision is None
 
 
 async def test_local_time_sending_is_due_at_the_hour_in_each_zone(conn: Conn, owner: Principal) -> None:

@@ -17,6 +17,7 @@ from mail.campaigns.abtest import (
     AbDecision,
     Method,
     VariantCounts,
+    chosen_by_hand,
     decide,
     decide_with,
     probability_best,
@@ -188,6 +189,30 @@ def test_a_decision_encodes_to_camel_case_json() -> None:
     }
     assert encoded["minSample"] == 100
     assert msgspec.json.decode(msgspec.json.encode(decision), type=AbDecision) == decision
+
+
+@pytest.mark.parametrize(
+    ("pairs", "chosen", "significant", "reason"),
+    [
+        (((5000, 1000), (5000, 1300)), "B", True, None),  # the method's own winner
+        (((5000, 1000), (5000, 1300)), "A", False, "chosen by hand over B, which the method found best"),
+        (((500, 100), (500, 110)), "A", False, "chosen by hand; the method found no winner: no variant"),
+    ],
+)
+def test_a_winner_chosen_by_hand_keeps_the_statistics_and_says_who_chose(
+    pairs: tuple[tuple[int, int], ...], chosen: str, significant: bool, reason: str | None
+) -> None:
+    measured = decide(_counts(*pairs), metric="click", fallback="none")
+    decision = chosen_by_hand(measured, chosen, "user-7")
+    assert (decision.winner, decision.significant, decision.chosen_by) == (chosen, significant, "user-7")
+    assert decision.fallback is None and decision.variants == measured.variants
+    if reason is None:
+        assert decision.reason is None
+    else:
+        assert decision.reason is not None and decision.reason.startswith(reason)
+    assert msgspec.json.decode(msgspec.json.encode(decision))["chosenBy"] == "user-7"
+    with pytest.raises(ValueError, match="not one of the decision's variants"):
+        chosen_by_hand(measured, "C", "user-7")
 
 
 @pytest.mark.parametrize(
