@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "sp
 HAM = ("easy-ham-1", "hard-ham-1")
 DOMAIN, SELECTOR = "acme.test", "bench"
 MESSAGES = 200
+CAMPAIGN = uuid.UUID("5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b")
 
 
 def _emit(figure: str, value: float, **detail: object) -> None:
@@ -66,7 +68,7 @@ def _messages() -> list[bytes]:
         recipient = Recipient(email=f"user{number}@example.com", first_name=f"Ann{number}")
         plan = TokenTrackingPlan(signer, "https://t.acme.test", number + 1, number + 1)
         rendered.append(
-            render_message(content, recipient, RenderOptions(), plan, campaign_id="bench").message
+            render_message(content, recipient, RenderOptions(), plan, campaign_id=CAMPAIGN).message
         )
     # dkimpy reads either line end; both signers get the CRLF form SMTP sends.
     return [message for pair in zip(rendered, raw, strict=True) for message in pair]

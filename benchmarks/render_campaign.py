@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -38,6 +39,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "sp
 HAM = ("easy-ham-1", "hard-ham-1")
 BASE_URL = "https://t.acme.test"
 BASELINE_SAMPLE = 2000
+CAMPAIGN = uuid.UUID("5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b")
 
 
 def _emit(figure: str, value: float, **detail: object) -> None:
@@ -103,7 +105,7 @@ def main() -> None:
 
     def render(number: int) -> bytes:
         plan = TokenTrackingPlan(token_signer, BASE_URL, number + 1, number + 1)
-        message = compiled[number % len(compiled)].render(recipients[number], plan, campaign_id="bench")
+        message = compiled[number % len(compiled)].render(recipients[number], plan, campaign_id=CAMPAIGN)
         return message.message
 
     rate = _timed(lambda number: rendered.append(render(number)), count)

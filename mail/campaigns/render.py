@@ -14,7 +14,7 @@ message. A tracked link whose URL holds placeholders (`?ref={{email}}`) is rewri
 
 The message:
 
-    From, To, [Reply-To], Subject, Date, Message-ID, MIME-Version,
+    From, To, [Reply-To], Subject, Date, Message-ID, X-Campaign-ID, MIME-Version,
     [List-Unsubscribe, List-Unsubscribe-Post], Content-Type
     multipart/alternative: text/plain then text/html, UTF-8, each 7bit where that is safe and
     quoted-printable otherwise (text/plain alone, with its Content-Transfer-Encoding, without HTML)
@@ -26,7 +26,9 @@ The message:
   Addresses must be ASCII (no SMTPUTF8); an international domain is written as IDNA. Date is
   numeric (+0000): RFC 5322 makes "GMT" obsolete.
 - Message-ID: `<uuid5(campaign id, lowercased address)@from-domain>`, the id
-  mail.sending.compose gives, so a resend of the same row is the same message. The MIME
+  mail.sending.compose gives, so a resend of the same row is the same message. X-Campaign-ID:
+  the campaign's id (as the design document's sender sets it), which links a bounce that quotes
+  the returned headers without the Message-ID (mail.bounces.ingest). The MIME
   boundary is derived from it and starts with `=_`, which quoted-printable cannot produce; a 7bit
   body is checked not to hold it.
 - The preheader: the preview text in a hidden `<span>` first in `<body>`, padded so clients do
@@ -263,7 +265,7 @@ class CompiledMessage:
         recipient: Recipient,
         plan: TrackingPlan | None,
         *,
-        campaign_id: uuid.UUID | str,
+        campaign_id: uuid.UUID,
         date: datetime | None = None,
     ) -> RenderedMessage:
         """`recipient`'s message; ValidationError for an address that cannot be written."""
@@ -306,11 +308,21 @@ class CompiledMessage:
         if self._reply_to is not None:
             headers.append(("Reply-To", self._reply_to))
             lines.append(address_line("Reply-To", "", self._reply_to))
-        headers += [("Subject", subject), ("Date", when), ("Message-ID", mid), ("MIME-Version", "1.0")]
+        if not isinstance(campaign_id, uuid.UUID):  # its text goes into a header as it is
+            raise TypeError(f"campaign_id must be a UUID, got {type(campaign_id).__name__}")
+        campaign = str(campaign_id)
+        headers += [
+            ("Subject", subject),
+            ("Date", when),
+            ("Message-ID", mid),
+            ("X-Campaign-ID", campaign),
+            ("MIME-Version", "1.0"),
+        ]
         lines += [
             unstructured_line("Subject", subject),
             f"Date: {when}\r\n",
             f"Message-ID: {mid}\r\n",
+            f"X-Campaign-ID: {campaign}\r\n",
             "MIME-Version: 1.0\r\n",
         ]
         if unsubscribe is not None:
@@ -385,7 +397,7 @@ def render_message(
     options: RenderOptions,
     plan: TrackingPlan | None,
     *,
-    campaign_id: uuid.UUID | str,
+    campaign_id: uuid.UUID,
     date: datetime | None = None,
 ) -> RenderedMessage:
     """One recipient's message (the content is compiled once and cached)."""

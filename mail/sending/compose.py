@@ -41,7 +41,7 @@ def _header_safe(address: str) -> bool:
 
 async def compose_plain(conn: Any, rows: Sequence[Claimed]) -> list[Composed | NotComposed]:
     """Every recipient of a campaign (or variant) gets the same content, so it is encoded once
-    per batch; each message adds only its own To, Date and Message-ID."""
+    per batch; each message adds only its own To, Date, Message-ID and X-Campaign-ID."""
     contents: dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, bytes] | str] = {}
     for key in {(row.campaign_id, row.variant_id) for row in rows}:
         contents[key] = await _content(conn, *key)
@@ -57,8 +57,12 @@ async def compose_plain(conn: Any, rows: Sequence[Claimed]) -> list[Composed | N
             composed.append(NotComposed(row=row, error=f"cannot compose: not a safe address {row.email!r}"))
             continue
         mid = message_id(row.campaign_id, row.email, from_email)
-        head = f"To: {row.email}\r\nDate: {date}\r\nMessage-ID: {mid}\r\n".encode("ascii")
-        composed.append(Composed(row=row, envelope_from=from_email, message_id=mid, message=head + template))
+        head = f"To: {row.email}\r\nDate: {date}\r\nMessage-ID: {mid}\r\nX-Campaign-ID: {row.campaign_id}\r\n"
+        composed.append(
+            Composed(
+                row=row, envelope_from=from_email, message_id=mid, message=head.encode("ascii") + template
+            )
+        )
     return composed
 
 

@@ -262,6 +262,7 @@ def test_a_name_with_a_line_break_cannot_add_a_header() -> None:
         "Subject",
         "Date",
         "Message-ID",
+        "X-Campaign-ID",
         "MIME-Version",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
@@ -288,6 +289,7 @@ def test_exactly_the_headers_we_set_with_reply_to_and_without_unsubscribe() -> N
         "Subject",
         "Date",
         "Message-ID",
+        "X-Campaign-ID",
         "MIME-Version",
         "Content-Type",
     ]
@@ -586,6 +588,12 @@ def test_the_message_id_is_the_same_for_every_render_of_a_campaign_and_address()
     assert _render(recipient=Recipient(email="bob@example.com")).message_id != first.message_id
 
 
+def test_the_campaign_id_header_names_the_campaign_and_takes_only_a_uuid() -> None:
+    assert _parsed(_render())["X-Campaign-ID"] == str(CAMPAIGN)
+    with pytest.raises(TypeError, match="campaign_id must be a UUID, got str"):
+        render_message(_content(), ANN, RenderOptions(), FixedPlan(), campaign_id="c\r\nBcc: x@y")  # type: ignore[arg-type]
+
+
 def test_rendering_is_deterministic_for_a_given_date() -> None:
     assert _render().message == _render().message
 
@@ -647,11 +655,9 @@ def _corpus_html(limit: int) -> list[str]:
 def test_corpus_html_renders_to_well_formed_messages() -> None:
     bodies = _corpus_html(40)
     assert bodies
-    for number, html in enumerate(bodies):
+    for html in bodies:
         content = _content(body_html="<p>Hi {{firstName}}</p>" + html, body_text="", preview_text="Preview")
-        rendered = render_message(
-            content, ANN, RenderOptions(), FixedPlan(), campaign_id=f"corpus-{number}", date=WHEN
-        )
+        rendered = render_message(content, ANN, RenderOptions(), FixedPlan(), campaign_id=CAMPAIGN, date=WHEN)
         raw = rendered.message
         assert b"\n" not in raw.replace(b"\r\n", b"")
         assert max(len(line) for line in raw.split(b"\r\n")) <= 998

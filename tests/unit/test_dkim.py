@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 import stat
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,7 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "sp
 DOMAIN = "acme.test"
 SELECTOR = "mr2026"
 KEYRING = Keyring({1: bytes(range(32))})
+CAMPAIGN = uuid.UUID("5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b")
 
 fuzz = hypothesis_settings(
     max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -101,7 +103,7 @@ def _campaign_message(**recipient: object) -> bytes:
         preview_text="News for {{company|you}}",
     )
     person = Recipient(**{"email": "ann@example.com", "first_name": "Ann", **recipient})  # type: ignore[arg-type]
-    return render_message(content, person, RenderOptions(), Plan(), campaign_id="c-1").message
+    return render_message(content, person, RenderOptions(), Plan(), campaign_id=CAMPAIGN).message
 
 
 def _signature_tags(message: bytes) -> dict[str, str]:
