@@ -81,6 +81,8 @@ class BounceReport(msgspec.Struct, frozen=True, kw_only=True):
     is_bounce: bool
     recipients: list[BouncedRecipient] = msgspec.field(default_factory=list)
     original_message_id: str | None = None  # of the message that bounced, without brackets
+    # The X-Campaign-ID the returned message carried (a campaign's id), where a bounce quotes it.
+    original_campaign_id: str | None = None
     # Recipients named by the return address itself (VERP: bounces+user=example.org@our.host)
     # or by Original-Recipient fields; a sender can match these even when the bounce names a
     # rewritten or forwarded address.

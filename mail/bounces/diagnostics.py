@@ -12,6 +12,7 @@ in such a diagnostic is the innermost one, the receiver's own words about the ac
 from __future__ import annotations
 
 import re
+import uuid
 
 import msgspec
 
@@ -147,3 +148,11 @@ def smtp_stage(text: str) -> SmtpStage:
         if pattern.search(text):
             return stage
     return ""
+
+
+def campaign_id(value: str | None) -> str | None:
+    """An X-Campaign-ID header's value as a campaign id (a UUID's text), or None."""
+    try:
+        return str(uuid.UUID(value.strip())) if value else None
+    except ValueError:
+        return None

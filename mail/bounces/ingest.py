@@ -6,8 +6,9 @@ bounces into, or bounce mail in a synced inbox: `ingest_raw`) and from provider 
 SES and SendGrid shapes, read by mail.bounces.webhooks into the same BounceReport).
 
 Linking, per failed recipient: the outbox row whose Message-ID is the one the bounce returns
-(the Message-ID is deterministic per campaign and recipient), else the most recent sent row to
-that address (a bounce that quotes no headers, or a provider event without our Message-ID).
+(the Message-ID is deterministic per campaign and recipient), else the row of the campaign its
+returned X-Campaign-ID names, else the most recent sent row to that address (a bounce that
+quotes no headers, or a provider event without either).
 What follows, by the classifier's kind:
 - hard (user unknown, domain gone, ...): the row becomes bounced and the address is suppressed
   for the workspace;
@@ -77,24 +78,33 @@ _SENT_COLUMNS = "id, workspace_id, campaign_id, email, attempts, message_id"
 
 
 async def _find_row(
-    conn: Conn, recipient: str, message_id: str | None, workspace_id: uuid.UUID | None
+    conn: Conn, recipient: str, report: BounceReport, workspace_id: uuid.UUID | None
 ) -> _Sent | None:
-    """The outbox row that sent `message_id` to `recipient`, else the last row sent to it; only
-    the workspace's rows when one is given (a bounce in a synced inbox speaks for its owner)."""
-    row = None
+    """The outbox row to `recipient` that sent the report's Message-ID, else that belongs to the
+    campaign its X-Campaign-ID names, else the last row sent to it; only the workspace's rows
+    when one is given (a bounce in a synced inbox speaks for its owner)."""
     scope = "" if workspace_id is None else " AND workspace_id = %(workspace)s"
-    if message_id:
+    params = {"recipient": recipient, "workspace": workspace_id}
+    row = None
+    if report.original_message_id:
         cursor = await conn.execute(
             f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE message_id = %(message_id)s "
             f"AND lower(email) = lower(%(recipient)s){scope} ORDER BY sent_at DESC NULLS LAST LIMIT 1",
-            {"message_id": f"<{message_id.strip('<>')}>", "recipient": recipient, "workspace": workspace_id},
+            {**params, "message_id": f"<{report.original_message_id.strip('<>')}>"},
+        )
+        row = await cursor.fetchone()
+    if row is None and report.original_campaign_id:
+        cursor = await conn.execute(
+            f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE campaign_id = %(campaign)s "
+            f"AND lower(email) = lower(%(recipient)s){scope}",
+            {**params, "campaign": report.original_campaign_id},
         )
         row = await cursor.fetchone()
     if row is None:
         cursor = await conn.execute(
             f"SELECT {_SENT_COLUMNS} FROM campaign_recipients WHERE lower(email) = lower(%(recipient)s) "
             f"AND state = 'sent'{scope} ORDER BY sent_at DESC LIMIT 1",
-            {"recipient": recipient, "workspace": workspace_id},
+            params,
         )
         row = await cursor.fetchone()
     if row is None:
@@ -123,7 +133,7 @@ async def ingest_report(
         if failed.action == "delayed":
             result.delayed += 1
             continue
-        sent = await _find_row(conn, failed.recipient, report.original_message_id, workspace_id)
+        sent = await _find_row(conn, failed.recipient, report, workspace_id)
         if sent is None:
             result.unmatched += 1
             continue

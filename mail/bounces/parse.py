@@ -23,7 +23,7 @@ import msgspec
 
 from mail.bounces import dsn, heuristics
 from mail.bounces.classify import classify_failure
-from mail.bounces.diagnostics import EVIDENCE_CHARS, Failure, codes, one_line, smtp_stage
+from mail.bounces.diagnostics import EVIDENCE_CHARS, Failure, campaign_id, codes, one_line, smtp_stage
 from mail.bounces.webhooks import is_ses_notification, parse_ses_notification
 from mail.errors import ValidationError
 from mail.mime_charsets import message_id, surrogates_to_text
@@ -35,6 +35,7 @@ MAX_RECIPIENTS = 1000
 _RETURNED_TYPES = frozenset({"message/rfc822", "message/global"})
 _HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
 _MESSAGE_ID_LINE = re.compile(r"(?im)^message-id:[ \t]*(<[^>\s]+>|\S+)")
+_CAMPAIGN_ID_LINE = re.compile(r"(?im)^x-campaign-id:[ \t]*(\S+)")
 # VERP: the return path names the recipient, bounces+user=example.org@our.domain.
 _VERP = re.compile(r"[+-](?P<user>[^+=@\s<>]+)=(?P<domain>[A-Za-z0-9.-]+\.[A-Za-z]{2,})@", re.IGNORECASE)
 _VERP_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to")
@@ -97,6 +98,7 @@ def _read(raw: bytes, depth: int) -> BounceReport:
         is_bounce=True,
         recipients=recipients,
         original_message_id=_original_message_id(msg, rest),
+        original_campaign_id=_original_campaign_id(msg, rest),
         original_recipient_hints=_unique_addresses([*_verp_recipients(msg), *reading.original_recipients]),
         reporting_mta=reading.reporting_mta or _sender_host(msg),
         source=reading.source,
@@ -198,26 +200,37 @@ def _not_recipients(msg: Message) -> set[str]:
 
 
 def _original_message_id(msg: Message, rest: str) -> str | None:
-    """The Message-ID of the returned message: from the attached message or headers, or the text."""
+    """The Message-ID of the returned message."""
+    value = _returned_header(msg, rest, "message-id", _MESSAGE_ID_LINE)
+    return message_id(value) if value else None
+
+
+def _original_campaign_id(msg: Message, rest: str) -> str | None:
+    """The returned message's X-Campaign-ID (what mailray's campaign messages carry)."""
+    return campaign_id(_returned_header(msg, rest, "x-campaign-id", _CAMPAIGN_ID_LINE))
+
+
+def _returned_header(msg: Message, rest: str, name: str, line: re.Pattern[str]) -> str | None:
+    """A header of the returned message: from the attached message or headers, or the text."""
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype in _RETURNED_TYPES:
             payload = part.get_payload()
             if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                value = payload[0].get("message-id")
+                value = payload[0].get(name)
                 if value:
-                    return message_id(surrogates_to_text(str(value)))
+                    return surrogates_to_text(str(value))
             elif isinstance(payload, str):
-                found = _MESSAGE_ID_LINE.search(payload)
+                found = line.search(payload)
                 if found:
-                    return message_id(found.group(1))
+                    return found.group(1)
         elif ctype in _HEADER_TYPES:
             headers = HeaderParser(policy=compat32).parsestr(heuristics.part_text(part))
-            value = headers.get("message-id")
+            value = headers.get(name)
             if value:
-                return message_id(surrogates_to_text(str(value)))
-    found = _MESSAGE_ID_LINE.search(rest)
-    return message_id(found.group(1)) if found else None
+                return surrogates_to_text(str(value))
+    found = line.search(rest)
+    return found.group(1) if found else None
 
 
 def _verp_recipients(msg: Message) -> list[str]:

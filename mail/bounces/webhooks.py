@@ -27,8 +27,9 @@ from typing import Any, Final
 import msgspec
 
 from mail.bounces.classify import Verdict, classify, kind_of
-from mail.bounces.diagnostics import codes, one_line, smtp_stage
+from mail.bounces.diagnostics import campaign_id, codes, one_line, smtp_stage
 from mail.errors import ValidationError
+from mail.mime_charsets import message_id
 from models.bounces import BouncedRecipient, BounceKind, BounceReason, BounceReport
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # SNS messages are at most 256 KiB, SendGrid batches a few MiB
@@ -48,9 +49,33 @@ class _SesBounce(msgspec.Struct, rename="camel"):
     reporting_mta: str = msgspec.field(default="", name="reportingMTA")
 
 
-class _SesMail(msgspec.Struct, rename="camel"):
+class _SesHeader(msgspec.Struct):
+    name: str = ""
+    value: str = ""
+
+
+class _SesCommonHeaders(msgspec.Struct, rename="camel"):
     message_id: str = ""
+
+
+class _SesMail(msgspec.Struct, rename="camel"):
+    message_id: str = ""  # SES's own id for the message
     destination: list[str] = msgspec.field(default_factory=list)
+    # The original headers, where the configuration set includes them.
+    headers: list[_SesHeader] = msgspec.field(default_factory=list)
+    common_headers: _SesCommonHeaders | None = None
+
+    def original_message_id(self) -> str | None:
+        """The Message-ID header as SES quotes it, else SES's own id."""
+        quoted = self.common_headers.message_id if self.common_headers is not None else ""
+        return (message_id(quoted) if quoted else None) or self.message_id or None
+
+    def original_campaign_id(self) -> str | None:
+        """The X-Campaign-ID among the original headers."""
+        value = next(
+            (header.value for header in self.headers if header.name.lower() == "x-campaign-id"), None
+        )
+        return campaign_id(value)
 
 
 class _SesNotification(msgspec.Struct, rename="camel"):
@@ -147,7 +172,7 @@ def parse_ses_notification(body: bytes | str) -> BounceReport:
     kind_name = (notification.notification_type or notification.event_type).lower()
     mail = notification.mail or _SesMail()
     if kind_name != "bounce":  # Delivery, Complaint, Send, Open, ...
-        return BounceReport(is_bounce=False, original_message_id=mail.message_id or None)
+        return BounceReport(is_bounce=False, original_message_id=mail.original_message_id())
     if notification.bounce is None:
         raise ValidationError("SES notification: a Bounce without its bounce object", field="body")
     bounce = notification.bounce
@@ -175,7 +200,8 @@ def parse_ses_notification(body: bytes | str) -> BounceReport:
     return BounceReport(
         is_bounce=True,
         recipients=recipients,
-        original_message_id=mail.message_id or None,
+        original_message_id=mail.original_message_id(),
+        original_campaign_id=mail.original_campaign_id(),
         reporting_mta=_untyped(bounce.reporting_mta),
         source="ses",
         event_id=event_id,

@@ -16,13 +16,15 @@ import pytest
 
 from cluster.emulators.smtp import start_sink
 from mail.bounces.ingest import IngestResult, ingest_maildir, ingest_report
+from mail.campaigns import repository
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
 from mail.sending.transport import SmtpTransport
 from mail.services import Services
 from models.bounces import BouncedRecipient, BounceReport
+from models.campaigns import CampaignInput
 from models.events import BounceAlert, event_decoder, workspace_channel
-from tests.sending_helpers import sending_campaign, sending_services
+from tests.sending_helpers import FROM_EMAIL, sending_campaign, sending_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
@@ -157,3 +159,42 @@ async def test_repeated_soft_bounces_suppress_the_address_and_unknown_mail_is_un
     assert (unmatched.unmatched, unmatched.hard) == (1, 0)
     assert not_a_bounce.not_bounces == 1
     del owner
+
+
+async def test_a_bounce_quoting_only_the_campaign_id_is_linked_to_that_campaigns_message(
+    services: Services, database_url: str
+) -> None:
+    """Two campaigns went to one address; a bounce whose returned headers carry the first's
+    X-Campaign-ID but no Message-ID is the first's, not the most recent message's."""
+    tag = uuid.uuid4().hex[:6]
+    address = f"twice-{tag}@example.com"
+    async with services.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        owner, first = await sending_campaign(conn, [address])
+        second = await repository.create_campaign(
+            conn,
+            owner,
+            CampaignInput(
+                name="Again", subject="More", from_name="Us", from_email=FROM_EMAIL, body_text="Hi"
+            ),
+        )
+        await repository.send_now(conn, owner, second.id)
+        await conn.execute(
+            "UPDATE campaign_recipients SET state = 'sent', sent_at = now() - CASE WHEN campaign_id = %s "
+            "THEN interval '1 day' ELSE interval '1 hour' END, message_id = '<m-' || id || '@x>' "
+            "WHERE campaign_id IN (%s, %s)",
+            (first, first, second.id),
+        )
+    hard = BouncedRecipient(
+        recipient=address, kind="hard", reason="userunknown", status="5.1.1", action="failed"
+    )
+    async with services.pool.connection() as conn, conn.transaction():
+        report = BounceReport(is_bounce=True, recipients=[hard], original_campaign_id=str(first))
+        linked = await ingest_report(conn, report, services.settings.sending, report_key=f"{tag}-first")
+    assert (linked.hard, linked.unmatched) == (1, 0)
+    assert (await _states(database_url, first))[address] == "bounced"
+    assert (await _states(database_url, second.id))[address] == "sent"
+    async with services.pool.connection() as conn, conn.transaction():
+        report = BounceReport(is_bounce=True, recipients=[hard])  # no Message-ID, no campaign: the latest
+        await ingest_report(conn, report, services.settings.sending, report_key=f"{tag}-latest")
+    assert (await _states(database_url, second.id))[address] == "bounced"

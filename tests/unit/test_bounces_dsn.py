@@ -184,6 +184,30 @@ def test_returned_headers_give_the_original_message_id() -> None:
     assert report.original_message_id == "autumn-42@mailray.test"
 
 
+@pytest.mark.parametrize(
+    ("returned", "campaign"),
+    [
+        # Returned headers without the Message-ID, as some MTAs cut them.
+        (
+            "Content-Type: text/rfc822-headers\n\nTo: kijitora@example.org\n"
+            "X-Campaign-ID: 5B0C6A3E-1D2F-4E8A-9C7B-2A1F0E9D8C7B\n",
+            "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b",
+        ),
+        (
+            "Content-Type: message/rfc822\n\n"
+            + ORIGINAL.replace("Date:", "X-Campaign-ID: 5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b\nDate:"),
+            "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b",
+        ),
+        ("Content-Type: text/rfc822-headers\n\nX-Campaign-ID: <not a campaign>\n", None),
+        (f"Content-Type: message/rfc822\n\n{ORIGINAL}", None),
+    ],
+)
+def test_the_returned_campaign_id_is_read_where_it_is_a_uuid(returned: str, campaign: str | None) -> None:
+    report = parse_bounce(_report(UNKNOWN_USER, returned=returned))
+
+    assert report.is_bounce and report.original_campaign_id == campaign
+
+
 def test_a_report_without_recipients_names_the_returned_messages_addressees() -> None:
     notice = "Your message could not be delivered.\n\n\t--- Delivery report unavailable ---\n"
 

@@ -53,6 +53,24 @@ def _sns(message: dict[str, Any]) -> bytes:
     return json.dumps(envelope).encode()
 
 
+def test_an_ses_bounce_quoting_the_original_headers_names_our_message_id_and_campaign() -> None:
+    notification = _ses_bounce("Permanent", "General", [USER_UNKNOWN])
+    notification["mail"]["commonHeaders"] = {"messageId": "<autumn-42@mailray.test>", "subject": "Autumn"}
+    notification["mail"]["headers"] = [
+        {"name": "Message-ID", "value": "<autumn-42@mailray.test>"},
+        {"name": "x-campaign-id", "value": "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b"},
+    ]
+
+    report = parse_ses_notification(_sns(notification))
+
+    assert report.original_message_id == "autumn-42@mailray.test"  # not SES's own id
+    assert report.original_campaign_id == "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b"
+    assert (
+        parse_ses_notification(_sns(_ses_bounce("Permanent", "General", [USER_UNKNOWN]))).original_campaign_id
+        is None
+    )
+
+
 def test_an_ses_permanent_bounce_in_an_sns_envelope() -> None:
     report = parse_ses_notification(_sns(_ses_bounce("Permanent", "General", [USER_UNKNOWN])))
 
