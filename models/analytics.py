@@ -117,6 +117,20 @@ class HourlyEngagement(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     human_clicks: int
 
 
+class VariantAnalytics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One A/B variant's figures over the tracked emails sent with it (as the campaign's are counted)."""
+
+    variant_id: UUID
+    name: str
+    status: str
+    sent: SentStats
+    engagement: Engagement
+    click_to_open_rate: float
+    human_click_to_open_rate: float
+    unsubscribes: int
+    unsubscribe_rate: float
+
+
 class CampaignAnalytics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     campaign_id: UUID
     name: str
@@ -132,6 +146,8 @@ class CampaignAnalytics(msgspec.Struct, frozen=True, kw_only=True, rename="camel
     clients: Clients
     engagement_by_hour: list[HourlyEngagement]
     top_links: list[LinkClicks]
+    # Each variant's figures, in the campaign's variant order (empty when it is not an A/B test).
+    variants: list[VariantAnalytics]
 
 
 # -- registering a tracked email ------------------------------------------------------------------

@@ -40,6 +40,8 @@ What the figures count:
   earliest reply's received_at (its Date when not received).
 - engagementByHour: per UTC hour, all and human opens and clicks (hours without events left out).
 - topLinks: a campaign's clicked URLs (links grouped by URL), most clicked first.
+- variants: an A/B campaign's figures per variant (delivery, engagement, click-to-open and
+  unsubscribes, as above), over the tracked emails sent with that variant.
 
 For figures taken at one instant, call these in a REPEATABLE READ transaction (the API does).
 """
@@ -66,6 +68,7 @@ from models.analytics import (
     LinkClicks,
     Replies,
     SentStats,
+    VariantAnalytics,
 )
 
 Conn = psycopg.AsyncConnection[Any]
@@ -268,10 +271,6 @@ async def campaign_analytics(
         (campaign_id,),
     )
     counters = await cursor.fetchone() or (0,) * 9
-    (
-        opens, unique_opens, human_opens, human_unique_opens, clicks, unique_clicks, human_clicks,
-        human_unique_clicks, unsubscribes,
-    ) = counters  # fmt: skip
     cursor = await conn.execute(
         "SELECT min(first_open_at), max(last_open_at), min(first_human_open_at) FROM email_engagement "
         "WHERE campaign_id = %s",
@@ -279,26 +278,8 @@ async def campaign_analytics(
     )
     times = await cursor.fetchone()
     assert times is not None
-    first_open_at, last_open_at, first_human_open_at = times
-    engagement = Engagement(
-        unique_opens=unique_opens,
-        total_opens=opens,
-        open_rate=rate(unique_opens, delivered),
-        first_open_at=first_open_at,
-        last_open_at=last_open_at,
-        unique_clicks=unique_clicks,
-        total_clicks=clicks,
-        click_rate=rate(unique_clicks, delivered),
-        human=HumanEngagement(
-            unique_opens=human_unique_opens,
-            total_opens=human_opens,
-            open_rate=rate(human_unique_opens, delivered),
-            first_open_at=first_human_open_at,
-            unique_clicks=human_unique_clicks,
-            total_clicks=human_clicks,
-            click_rate=rate(human_unique_clicks, delivered),
-        ),
-    )
+    engagement = _engagement(counters, times, delivered)
+    unsubscribes = int(counters[8])
 
     cursor = await conn.execute(
         "SELECT hour, opens, clicks, human_opens, human_clicks FROM campaign_engagement_hourly "
@@ -328,8 +309,8 @@ async def campaign_analytics(
         status=status,
         sent=delivery.stats(),
         engagement=engagement,
-        click_to_open_rate=rate(unique_clicks, unique_opens),
-        human_click_to_open_rate=rate(human_unique_clicks, human_unique_opens),
+        click_to_open_rate=rate(engagement.unique_clicks, engagement.unique_opens),
+        human_click_to_open_rate=rate(engagement.human.unique_clicks, engagement.human.unique_opens),
         unsubscribes=unsubscribes,
         unsubscribe_rate=rate(unsubscribes, delivered),
         replies=Replies(count=replied, first_reply_at=first_reply_at, reply_rate=rate(replied, delivered)),
@@ -337,4 +318,94 @@ async def campaign_analytics(
         clients=clients,
         engagement_by_hour=hourly,
         top_links=links,
+        variants=await _variants(conn, campaign_id),
     )
+
+
+def _engagement(counters: Sequence[int], times: Sequence[datetime | None], delivered: int) -> Engagement:
+    """Engagement from (opens, unique opens, human opens, human unique opens, clicks, unique clicks,
+    human clicks, human unique clicks, ...) and (first open, last open, first human open)."""
+    (
+        opens,
+        unique_opens,
+        human_opens,
+        human_unique_opens,
+        clicks,
+        unique_clicks,
+        human_clicks,
+        human_unique_clicks,
+    ) = (int(value) for value in counters[:8])
+    first_open_at, last_open_at, first_human_open_at = times
+    return Engagement(
+        unique_opens=unique_opens,
+        total_opens=opens,
+        open_rate=rate(unique_opens, delivered),
+        first_open_at=first_open_at,
+        last_open_at=last_open_at,
+        unique_clicks=unique_clicks,
+        total_clicks=clicks,
+        click_rate=rate(unique_clicks, delivered),
+        human=HumanEngagement(
+            unique_opens=human_unique_opens,
+            total_opens=human_opens,
+            open_rate=rate(human_unique_opens, delivered),
+            first_open_at=first_human_open_at,
+            unique_clicks=human_unique_clicks,
+            total_clicks=human_clicks,
+            click_rate=rate(human_unique_clicks, delivered),
+        ),
+    )
+
+
+# Per variant, over its tracked emails' engagement rows: the columns `_engagement` reads, the
+# unsubscribed emails, then the times.
+_VARIANT_ENGAGEMENT = (
+    "SELECT t.variant_id, coalesce(sum(e.opens), 0), count(*) FILTER (WHERE e.opens > 0), "
+    "coalesce(sum(e.human_opens), 0), count(*) FILTER (WHERE e.human_opens > 0), "
+    "coalesce(sum(e.clicks), 0), count(*) FILTER (WHERE e.clicks > 0), "
+    "coalesce(sum(e.human_clicks), 0), count(*) FILTER (WHERE e.human_clicks > 0), "
+    "count(*) FILTER (WHERE e.unsubscribed_at IS NOT NULL), "
+    "min(e.first_open_at), max(e.last_open_at), min(e.first_human_open_at) "
+    "FROM tracked_emails t JOIN email_engagement e ON e.email_id = t.id "
+    "WHERE t.campaign_id = %s AND t.variant_id IS NOT NULL GROUP BY t.variant_id"
+)
+
+
+async def _variants(conn: Conn, campaign_id: UUID) -> list[VariantAnalytics]:
+    """Each A/B variant's figures: the campaign's, over the tracked emails sent with that variant."""
+    cursor = await conn.execute(
+        "SELECT id, name, status FROM campaign_variants WHERE campaign_id = %s ORDER BY created_at, name",
+        (campaign_id,),
+    )
+    variants = await cursor.fetchall()
+    if not variants:
+        return []
+    cursor = await conn.execute(
+        "SELECT variant_id, count(*) FILTER (WHERE sent OR bounced), count(*) FILTER (WHERE bounced) "
+        f"FROM (SELECT t.variant_id, {_SENT} AS sent, {_BOUNCED} AS bounced FROM tracked_emails t "
+        "WHERE t.campaign_id = %s AND t.variant_id IS NOT NULL) f GROUP BY variant_id",
+        (campaign_id,),
+    )
+    delivery = {row[0]: _Delivery(int(row[1]), int(row[2]), None) for row in await cursor.fetchall()}
+    cursor = await conn.execute(_VARIANT_ENGAGEMENT, (campaign_id,))
+    engaged = {row[0]: row[1:] for row in await cursor.fetchall()}
+    found = []
+    for variant_id, name, status in variants:
+        sent = delivery.get(variant_id, _Delivery(0, 0, None))
+        row = engaged.get(variant_id, (0,) * 9 + (None,) * 3)
+        engagement = _engagement(row[:8], row[9:12], sent.delivered)
+        unsubscribes = int(row[8])
+        found.append(
+            VariantAnalytics(
+                variant_id=variant_id,
+                name=name,
+                status=status,
+                sent=sent.stats(),
+                engagement=engagement,
+                click_to_open_rate=rate(engagement.unique_clicks, engagement.unique_opens),
+                human_click_to_open_rate=rate(engagement.human.unique_clicks, engagement.human.unique_opens),
+                unsubscribes=unsubscribes,
+                unsubscribe_rate=rate(unsubscribes, sent.delivered),
+            )
+        )
+    return found

@@ -77,6 +77,7 @@ class Campaign:
     bounced_ids: list[int] = field(default_factory=list)
     queued_id: int = 0
     event_ids: set[bytes] = field(default_factory=set)
+    variant_of: dict[int, UUID] = field(default_factory=dict)  # tracked email id -> its A/B variant
 
 
 async def _workspace(conn: psycopg.AsyncConnection[Any], label: str) -> tuple[Workspace, User]:
@@ -95,6 +96,16 @@ async def _make_campaign(pool: Pool, rng: random.Random, emails: int = 30) -> Ca
         row = await cursor.fetchone()
         assert row is not None
         campaign = Campaign(workspace_id=workspace.id, campaign_id=row[0], owner=owner)
+        variant_ids = []
+        for name in ("A", "B"):  # an A/B test: every other email is B's
+            cursor = await conn.execute(
+                "INSERT INTO campaign_variants (campaign_id, workspace_id, name, percentage) "
+                "VALUES (%s, %s, %s, 50) RETURNING id",
+                (campaign.campaign_id, workspace.id, name),
+            )
+            variant = await cursor.fetchone()
+            assert variant is not None
+            variant_ids.append(variant[0])
         tag = uuid.uuid4().hex[:8]
         # Outbox row ids nothing else uses (a tracked email is unique per outbox row).
         first_row = 10**12 + uuid.uuid4().int % 10**9 * 1000
@@ -108,6 +119,7 @@ async def _make_campaign(pool: Pool, rng: random.Random, emails: int = 30) -> Ca
                     workspace_id=workspace.id,
                     recipient_email=recipient.upper() if index % 7 == 0 else recipient,
                     campaign_id=campaign.campaign_id,
+                    variant_id=variant_ids[index % 2],
                     recipient_id=first_row + index,
                     message_id=message_id,
                     subject="Spring sale",
@@ -124,6 +136,7 @@ async def _make_campaign(pool: Pool, rng: random.Random, emails: int = 30) -> Ca
                 [registry.LinkRow(position=p, url=u, text=f"link {p}") for p, u in enumerate(urls)],
             )
             campaign.tracked[email_id] = message_id
+            campaign.variant_of[email_id] = variant_ids[index % 2]
             campaign.recipients[email_id] = recipient
             campaign.links[email_id] = urls
             if queued:
@@ -528,6 +541,47 @@ async def test_campaign_analytics_equal_a_recount(campaign: Campaign, db_pool: P
     assert result.replies.reply_rate == rate(len(replies.by_email), delivered)
 
 
+async def test_each_variants_analytics_equal_a_recount_of_its_emails(
+    campaign: Campaign, db_pool: Pool
+) -> None:
+    events = await _events(db_pool, campaign.campaign_id)
+    async with db_pool.connection() as conn:
+        result = await campaign_analytics(conn, campaign.campaign_id)
+    assert [variant.name for variant in result.variants] == ["A", "B"]
+    assert sum(variant.sent.count for variant in result.variants) == result.sent.count
+    assert sum(variant.engagement.total_opens for variant in result.variants) == result.engagement.total_opens
+    for variant in result.variants:
+        mine = {email_id for email_id, of in campaign.variant_of.items() if of == variant.variant_id}
+        sent, bounced = len(mine & set(campaign.sent_ids)), len(mine & set(campaign.bounced_ids))
+        delivered = sent - bounced
+        assert (variant.sent.count, variant.sent.delivered_count, variant.sent.bounced_count) == (
+            sent,
+            delivered,
+            bounced,
+        )
+        own = [e for e in events if e.email_id in mine]
+
+        def emails_with(kind: str, human: bool = False, own: list[EventRow] = own) -> int:
+            return len({e.email_id for e in own if e.kind == kind and (not human or not e.is_machine)})
+
+        def total(kind: str, human: bool = False, own: list[EventRow] = own) -> int:
+            return sum(1 for e in own if e.kind == kind and (not human or not e.is_machine))
+
+        engagement, human = variant.engagement, variant.engagement.human
+        opens = [e.occurred_at for e in own if e.kind == "open"]
+        assert (engagement.total_opens, engagement.unique_opens) == (total("open"), emails_with("open"))
+        assert (engagement.total_clicks, engagement.unique_clicks) == (total("click"), emails_with("click"))
+        assert (engagement.first_open_at, engagement.last_open_at) == (min(opens), max(opens))
+        assert (human.total_opens, human.unique_opens) == (total("open", True), emails_with("open", True))
+        assert (human.total_clicks, human.unique_clicks) == (total("click", True), emails_with("click", True))
+        assert engagement.open_rate == rate(emails_with("open"), delivered)
+        assert human.click_rate == rate(emails_with("click", True), delivered)
+        assert variant.click_to_open_rate == rate(emails_with("click"), emails_with("open"))
+        assert variant.unsubscribes == emails_with("unsubscribe")
+        assert variant.unsubscribe_rate == rate(emails_with("unsubscribe"), delivered)
+        assert engagement.unique_opens > 0 and variant.status == "pending"  # a recount of something
+
+
 async def test_analytics_of_what_does_not_exist(db_pool: Pool) -> None:
     from mail.errors import NotFound
 
@@ -546,6 +600,7 @@ async def test_analytics_of_what_does_not_exist(db_pool: Pool) -> None:
         empty = await campaign_analytics(conn, row[0])
     assert empty.sent.count == 0 and empty.engagement.open_rate == 0.0 and empty.click_to_open_rate == 0.0
     assert empty.top_links == [] and empty.engagement_by_hour == [] and empty.replies.count == 0
+    assert empty.variants == []
 
 
 # -- the API --------------------------------------------------------------------------------------
