@@ -117,30 +117,29 @@ class HourlyEngagement(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     human_clicks: int
 
 
-class VariantAnalytics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class AudienceFigures(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What a campaign, and each of its A/B variants, reports over the emails it sent."""
+
+    sent: SentStats
+    engagement: Engagement
+    click_to_open_rate: float
+    human_click_to_open_rate: float
+    unsubscribes: int
+    unsubscribe_rate: float
+
+
+class VariantAnalytics(AudienceFigures, frozen=True, kw_only=True, rename="camel"):
     """One A/B variant's figures over the tracked emails sent with it (as the campaign's are counted)."""
 
     variant_id: UUID
     name: str
     status: str
-    sent: SentStats
-    engagement: Engagement
-    click_to_open_rate: float
-    human_click_to_open_rate: float
-    unsubscribes: int
-    unsubscribe_rate: float
 
 
-class CampaignAnalytics(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class CampaignAnalytics(AudienceFigures, frozen=True, kw_only=True, rename="camel"):
     campaign_id: UUID
     name: str
     status: str
-    sent: SentStats
-    engagement: Engagement
-    click_to_open_rate: float
-    human_click_to_open_rate: float
-    unsubscribes: int
-    unsubscribe_rate: float
     replies: Replies
     devices: Devices
     clients: Clients

@@ -53,10 +53,12 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
+import msgspec
 import psycopg
 
 from mail.errors import NotFound
 from models.analytics import (
+    AudienceFigures,
     CampaignAnalytics,
     Clients,
     Devices,
@@ -304,15 +306,10 @@ async def campaign_analytics(
     replied, _, first_reply_at = await _replies(conn, "t.campaign_id = %(key)s", campaign_id, delivery.since)
     devices, clients = await _opens_by_source(conn, "campaign_id = %s", (campaign_id,))
     return CampaignAnalytics(
+        **_audience(delivery, engagement, unsubscribes),
         campaign_id=campaign_id,
         name=name,
         status=status,
-        sent=delivery.stats(),
-        engagement=engagement,
-        click_to_open_rate=rate(engagement.unique_clicks, engagement.unique_opens),
-        human_click_to_open_rate=rate(engagement.human.unique_clicks, engagement.human.unique_opens),
-        unsubscribes=unsubscribes,
-        unsubscribe_rate=rate(unsubscribes, delivered),
         replies=Replies(count=replied, first_reply_at=first_reply_at, reply_rate=rate(replied, delivered)),
         devices=devices,
         clients=clients,
@@ -320,6 +317,19 @@ async def campaign_analytics(
         top_links=links,
         variants=await _variants(conn, campaign_id),
     )
+
+
+def _audience(delivery: _Delivery, engagement: Engagement, unsubscribes: int) -> dict[str, Any]:
+    """The AudienceFigures fields of a campaign or variant (its own fields are added to these)."""
+    figures = AudienceFigures(
+        sent=delivery.stats(),
+        engagement=engagement,
+        click_to_open_rate=rate(engagement.unique_clicks, engagement.unique_opens),
+        human_click_to_open_rate=rate(engagement.human.unique_clicks, engagement.human.unique_opens),
+        unsubscribes=unsubscribes,
+        unsubscribe_rate=rate(unsubscribes, delivery.delivered),
+    )
+    return msgspec.structs.asdict(figures)
 
 
 def _engagement(counters: Sequence[int], times: Sequence[datetime | None], delivered: int) -> Engagement:
@@ -394,18 +404,9 @@ async def _variants(conn: Conn, campaign_id: UUID) -> list[VariantAnalytics]:
         sent = delivery.get(variant_id, _Delivery(0, 0, None))
         row = engaged.get(variant_id, (0,) * 9 + (None,) * 3)
         engagement = _engagement(row[:8], row[9:12], sent.delivered)
-        unsubscribes = int(row[8])
         found.append(
             VariantAnalytics(
-                variant_id=variant_id,
-                name=name,
-                status=status,
-                sent=sent.stats(),
-                engagement=engagement,
-                click_to_open_rate=rate(engagement.unique_clicks, engagement.unique_opens),
-                human_click_to_open_rate=rate(engagement.human.unique_clicks, engagement.human.unique_opens),
-                unsubscribes=unsubscribes,
-                unsubscribe_rate=rate(unsubscribes, sent.delivered),
+                **_audience(sent, engagement, int(row[8])), variant_id=variant_id, name=name, status=status
             )
         )
     return found
