@@ -30,7 +30,7 @@ from mail.sending import guardrails, outbox
 from mail.sending.campaign_compose import CampaignComposer
 from mail.sending.sender import Sender as SenderLoop
 from mail.sending.sender import renewable_claims
-from mail.sending.transport import SmtpTransport
+from mail.sending.transport import AccountTransports, SmtpTransport
 from mail.services import Services
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,10 @@ class Sender(LoopingActor):
         if taken:
             log.warning("%s: took back %d rows it held before it restarted (uncertain)", self._name, taken)
         composer = CampaignComposer(services.settings, services.keyring)
+        accounts = AccountTransports(services)  # campaigns with an accountId: that Gmail account's API
         loops = [
-            SenderLoop(services, self._name, transport, composer) for _ in range(settings.loops_per_sender)
+            SenderLoop(services, self._name, transport, composer, accounts)
+            for _ in range(settings.loops_per_sender)
         ]
         self._progress_at = [time.monotonic()] * len(loops)
         heartbeat = asyncio.create_task(self._renew(services, loops))
@@ -78,6 +80,7 @@ class Sender(LoopingActor):
         finally:
             heartbeat.cancel()
             await transport.close()
+            await accounts.close()
 
     async def _drain(self, index: int, loop: SenderLoop) -> None:
         while True:

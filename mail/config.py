@@ -223,6 +223,7 @@ def _check_sending(settings: Settings) -> None:
     sending = settings.sending
     _within("sending.global_rate_per_s", sending.global_rate_per_s, 0.001)
     _within("sending.per_domain_rate_per_s", sending.per_domain_rate_per_s, 0.001)
+    _within("sending.gmail_daily_cap", sending.gmail_daily_cap, 1, 1_000_000)
     _within("sending.claim_batch", sending.claim_batch, 1, 10_000)
     _within("sending.loops_per_sender", sending.loops_per_sender, 1, 64)
     _within("sending.senders", sending.senders, 0, 1000)

@@ -159,6 +159,10 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     # Shared token buckets (Redis): every sender of every node takes from the same ones.
     global_rate_per_s: float = 200.0
     per_domain_rate_per_s: float = 50.0
+    # A campaign with an accountId sends through that Gmail account (users.messages.send), whose
+    # quota the Gmail client keeps; this caps its messages a day (a bucket refilled over 24 h: 2,000
+    # is Google Workspace's limit, 500 a consumer account's). Messages past it wait, unsent.
+    gmail_daily_cap: int = 2000
     # Outbox rows one sender claims at a time.
     claim_batch: int = 50
     # Batch loops each sender runs at once over its connections: while one composes and signs a

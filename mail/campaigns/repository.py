@@ -148,9 +148,16 @@ async def _save(conn: Conn, campaign_id: UUID, fields: dict[str, Any]) -> None:
     )
 
 
+async def _check_draft(conn: Conn, workspace_id: UUID, fields: dict[str, Any]) -> None:
+    """validate.check_draft, and an accountId must be one of the workspace's accounts."""
+    validate.check_draft(fields)
+    if fields["account_id"] is not None:
+        await validate.check_account(conn, workspace_id, fields["account_id"])
+
+
 async def create_campaign(conn: Conn, principal: Principal, body: CampaignInput) -> Campaign:
     fields = _applied({**_DEFAULTS, "variants": []}, body)
-    validate.check_draft(fields)
+    await _check_draft(conn, principal.workspace_id, fields)
     cursor = await conn.execute(
         "INSERT INTO campaigns (workspace_id, created_by, name) VALUES (%s, %s, %s) RETURNING id",
         (principal.workspace_id, principal.user_id, fields["name"]),
@@ -185,7 +192,7 @@ async def update_campaign(
     campaign = await locked(conn, principal, campaign_id)
     require_status(campaign, _EDITABLE, "changed")
     fields = _applied(_editable_fields(campaign), body)
-    validate.check_draft(fields)
+    await _check_draft(conn, principal.workspace_id, fields)
     await _save(conn, campaign_id, fields)
     if body.variants is not msgspec.UNSET:
         await _write_variants(conn, principal.workspace_id, campaign_id, fields["variants"])

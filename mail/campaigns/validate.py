@@ -127,6 +127,8 @@ async def check_sendable(conn: Any, workspace_id: UUID, fields: dict[str, Any]) 
     ):
         raise ValidationError("bodyHtml: a campaign needs bodyHtml or bodyText to send", field="bodyHtml")
     await check_sender(conn, workspace_id, fields["from_email"])
+    if fields.get("account_id") is not None:
+        await check_sending_account(conn, workspace_id, fields["account_id"], fields["from_email"])
 
 
 async def check_sender(conn: Any, workspace_id: UUID, from_email: str) -> None:
@@ -160,3 +162,33 @@ def check_schedule_time(scheduled_at: datetime | None) -> datetime:
             "scheduledAt: must be in the future (use send now instead)", field="scheduledAt"
         )
     return scheduled_at
+
+
+async def check_account(conn: Any, workspace_id: UUID, account_id: UUID) -> tuple[str, str, str]:
+    """The workspace's account `account_id` (email, provider, sync status), or ValidationError."""
+    cursor = await conn.execute(
+        "SELECT email, provider, sync_status FROM email_accounts WHERE id = %s AND workspace_id = %s",
+        (account_id, workspace_id),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise ValidationError(f"accountId: no account {account_id} in this workspace", field="accountId")
+    return str(row[0]), str(row[1]), str(row[2])
+
+
+async def check_sending_account(conn: Any, workspace_id: UUID, account_id: UUID, from_email: str) -> None:
+    """`accountId` sends through that Gmail account's API: it must be a connected Gmail account of
+    the workspace, and the campaign must be from its address (Gmail sends as the account)."""
+    email, provider, status = await check_account(conn, workspace_id, account_id)
+    if provider != "gmail":
+        raise ValidationError(
+            f"accountId: {email} is a {provider} account; only a Gmail account sends through its API",
+            field="accountId",
+        )
+    if status in ("reauth_required", "disabled"):
+        raise ValidationError(f"accountId: {email} must be connected again ({status})", field="accountId")
+    if email.lower() != from_email.lower():
+        raise ValidationError(
+            f"accountId: Gmail sends as {email}, so fromEmail must be {email}, not {from_email}",
+            field="accountId",
+        )

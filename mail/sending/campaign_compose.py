@@ -84,6 +84,7 @@ class CampaignComposer:
                     envelope_from=rendered.envelope_from,
                     message_id=rendered.message_id,
                     message=message,
+                    account_id=campaign.account_id,
                 )
             )
         await registry.store_link_lists(conn, links)

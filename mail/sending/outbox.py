@@ -90,6 +90,17 @@ async def mark_retry(conn: Conn, row_id: int, sender: str, error: str, delay_s: 
     )
 
 
+async def defer(conn: Conn, row_ids: list[int], sender: str, reason: str, delay_s: float) -> None:
+    """Rows a rate limit holds back (a sending account's daily cap) go back to the queue until
+    `delay_s` from now, unsent: the claim's attempt is given back."""
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = 'queued', send_after = now() + make_interval(secs => %s), "
+        "attempts = greatest(0, attempts - 1), last_error = %s, claimed_by = NULL, updated_at = now() "
+        "WHERE id = ANY(%s) AND state = 'sending' AND claimed_by = %s",
+        (delay_s, reason[:1000], row_ids, sender),
+    )
+
+
 async def mark_final(conn: Conn, row_id: int, sender: str, state: str, error: str) -> None:
     """failed (permanent error, attempts spent, uncertain skipped) or bounced (5xx at RCPT)."""
     assert state in ("failed", "bounced", "suppressed")

@@ -16,12 +16,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
+from mail.errors import ConfigError, MailrayError
 from mail.sending import outbox
 from mail.sending.outbox import Claimed
-from mail.sending.transport import Outcome, Transport
+from mail.sending.transport import AccountTransports, Outcome, Transport
 from mail.services import Services
 from mail.store.ratelimit import RateLimiter, TokenBucket
 
@@ -37,6 +39,8 @@ class Composed(msgspec.Struct, frozen=True, kw_only=True):
     envelope_from: str
     message_id: str
     message: bytes
+    # The Gmail account to send it through (the campaign's accountId); None: the SMTP relay.
+    account_id: UUID | None = None
 
 
 class NotComposed(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,10 +62,20 @@ class StepReport(msgspec.Struct, kw_only=True):
 
 
 class Sender:
-    def __init__(self, services: Services, name: str, transport: Transport, compose: Compose) -> None:
+    def __init__(
+        self,
+        services: Services,
+        name: str,
+        transport: Transport,
+        compose: Compose,
+        accounts: AccountTransports | None = None,
+    ) -> None:
+        """`transport` sends through the SMTP relay; `accounts` gives the Gmail transport of a
+        message composed with an account (the caller opens and closes both)."""
         self._services = services
         self._name = name
         self._transport = transport
+        self._accounts = accounts
         self._compose = compose
         self._limiter = RateLimiter(services.redis)
         settings = services.settings.sending
@@ -109,6 +123,7 @@ class Sender:
         async with self._services.pool.connection() as conn:
             composed = await self._compose(conn, rows)
             await conn.commit()  # end the composing reads: each record below is a transaction
+            composed = await self._within_daily_caps(conn, composed)
             await self._take_tokens([item.row.email for item in composed if isinstance(item, Composed)])
             self._recorder = conn
             self._accepted = []
@@ -159,6 +174,36 @@ class Sender:
             self._accepted = accepted + self._accepted
             raise
 
+    async def _within_daily_caps(
+        self, conn: Any, composed: list[Composed | NotComposed]
+    ) -> list[Composed | NotComposed]:
+        """Each message through a Gmail account takes a token of that account's daily cap (a
+        shared bucket refilled over 24 hours); those it refuses go back to the queue unsent until
+        it has tokens again, and are left out of the batch."""
+        cap = self._settings.gmail_daily_cap
+        kept: list[Composed | NotComposed] = []
+        later: list[int] = []
+        wait_s = 0.0
+        for item in composed:
+            if isinstance(item, Composed) and item.account_id is not None:
+                bucket = TokenBucket(f"send:account-day:{item.account_id}", cap / 86_400, cap)
+                grant = await self._limiter.try_acquire(bucket)
+                if not grant.allowed:
+                    later.append(item.row.id)
+                    wait_s = max(wait_s, grant.retry_after_s)
+                    continue
+            kept.append(item)
+        if later:
+            async with conn.transaction():
+                await outbox.defer(
+                    conn,
+                    later,
+                    self._name,
+                    f"deferred: the sending account's daily cap ({cap}) is spent",
+                    wait_s,
+                )
+        return kept
+
     async def _take_tokens(self, recipients: list[str]) -> None:
         """The batch's tokens from the shared buckets, a domain at a time, in chunks the buckets
         can grant: one Redis call per chunk instead of one per message."""
@@ -187,8 +232,14 @@ class Sender:
         if not await self._holds(row.id):
             report.lost += 1  # its claim lapsed and the row went back: not ours to send
             return
+        try:
+            transport = await self._transport_for(item)
+        except MailrayError as error:  # the account's tokens cannot be read: not the address's fault
+            outcome = Outcome(verdict="retry", message=f"cannot open the sending account: {error}")
+            await self._record(lambda conn: self._apply(conn, item, outcome, report))
+            return
         if row.uncertain:
-            went_out = await self._transport.delivered(item.message_id)
+            went_out = await transport.delivered(item.message_id)
             if went_out:
                 report.confirmed_earlier += 1
                 self._accepted.append((row.id, item.message_id, None))
@@ -198,12 +249,19 @@ class Sender:
                 await self._record(lambda conn: outbox.mark_final(
                     conn, row.id, self._name, "failed", "uncertain: may have been delivered before a crash"))  # fmt: skip
                 return
-        outcome = await self._transport.send(item.envelope_from, row.email, item.message)
+        outcome = await transport.send(item.envelope_from, row.email, item.message)
         if outcome.verdict == "accepted":
             report.sent += 1
             self._accepted.append((row.id, item.message_id, outcome.provider_message_id))
             return
         await self._record(lambda conn: self._apply(conn, item, outcome, report))
+
+    async def _transport_for(self, item: Composed) -> Transport:
+        if item.account_id is None:
+            return self._transport
+        if self._accounts is None:
+            raise ConfigError("this sender sends through the SMTP relay only, not through a Gmail account")
+        return await self._accounts.get(item.account_id)
 
     async def _apply(self, conn: Any, item: Composed, outcome: Outcome, report: StepReport) -> None:
         row = item.row

@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Literal, Protocol
+from uuid import UUID
 
 import aiohttp
 import aiosmtplib
 import msgspec
 from aiosmtplib.protocol import normalize_message_line_endings
 
-from mail.errors import MailrayError, TransientError
+from mail.errors import MailrayError, TransientError, ValidationError
+from mail.gmail.account_client import open_account_client
 from mail.gmail.client import GmailClient
+from mail.services import Services
 
 Verdict = Literal["accepted", "bounced", "retry", "unknown"]
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
@@ -196,10 +199,12 @@ class GmailTransport:
         del envelope_from, recipient  # Gmail takes them from the message's headers
         try:
             ref = await self._client.send_raw(message)
-        except TransientError as error:
+        except TransientError as error:  # the request may have gone through: uncertain
             return Outcome(verdict="unknown", message=str(error))
-        except MailrayError as error:
+        except ValidationError as error:  # 400: Gmail refuses this message (its recipient, its size)
             return Outcome(verdict="bounced", message=str(error))
+        except MailrayError as error:  # quota, a revoked grant: the account's trouble, not the address's
+            return Outcome(verdict="retry", message=str(error))
         return Outcome(verdict="accepted", code=250, provider_message_id=ref.id)
 
     async def delivered(self, message_id: str) -> bool | None:
@@ -211,3 +216,26 @@ class GmailTransport:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class AccountTransports:
+    """The Gmail API transport of each sending account (a campaign's accountId), opened on first
+    use with the account's stored tokens and kept until `close`."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._open: dict[UUID, GmailTransport] = {}
+        self._opening = asyncio.Lock()
+
+    async def get(self, account_id: UUID) -> GmailTransport:
+        async with self._opening:
+            transport = self._open.get(account_id)
+            if transport is None:
+                transport = GmailTransport(await open_account_client(self._services, account_id))
+                self._open[account_id] = transport
+            return transport
+
+    async def close(self) -> None:
+        opened, self._open = list(self._open.values()), {}
+        for transport in opened:
+            await transport.close()
