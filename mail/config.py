@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from mail.errors import ConfigError
+from mail.sending.verp import valid_return_path
 from models.settings import Settings
 
 ENV_PREFIX = "MAILRAY_"
@@ -236,6 +237,11 @@ def _check_sending(settings: Settings) -> None:
     _within("sending.max_bounce_rate", sending.max_bounce_rate, 0, 1)
     _within("sending.max_complaint_rate", sending.max_complaint_rate, 0, 1)
     _within("sending.guardrail_min_sample", sending.guardrail_min_sample, 1)
+    if sending.verp_return_path and not valid_return_path(sending.verp_return_path):
+        raise ConfigError(
+            "settings: sending.verp_return_path (MAILRAY_SENDING__VERP_RETURN_PATH): expected an address "
+            f"local@domain without '+' or '=' in the local part, got {sending.verp_return_path!r}"
+        )
     nameserver = sending.dns_nameserver
     if nameserver and parse_nameserver(nameserver) is None:
         raise ConfigError(

@@ -163,6 +163,10 @@ class SendingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     # quota the Gmail client keeps; this caps its messages a day (a bucket refilled over 24 h: 2,000
     # is Google Workspace's limit, 500 a consumer account's). Messages past it wait, unsent.
     gmail_daily_cap: int = 2000
+    # VERP: with an address here (bounces@mail.acme.test), each campaign message's envelope sender
+    # names its recipient (bounces+ann=example.org@mail.acme.test), and bounces link by it. The
+    # relay must deliver that address's plus-addresses to the bounce maildir. Empty: the From.
+    verp_return_path: str = ""
     # Outbox rows one sender claims at a time.
     claim_batch: int = 50
     # Batch loops each sender runs at once over its connections: while one composes and signs a

@@ -8,7 +8,9 @@ SES and SendGrid shapes, read by mail.bounces.webhooks into the same BounceRepor
 Linking, per failed recipient: the outbox row whose Message-ID is the one the bounce returns
 (the Message-ID is deterministic per campaign and recipient), else the row of the campaign its
 returned X-Campaign-ID names, else the most recent sent row to that address (a bounce that
-quotes no headers, or a provider event without either).
+quotes no headers, or a provider event without either). When none of that finds the failed
+address (mail forwarded on to another), the one recipient the bounce's VERP return path or
+Original-Recipient names is looked up the same way.
 What follows, by the classifier's kind:
 - hard (user unknown, domain gone, ...): the row becomes bounced and the address is suppressed
   for the workspace;
@@ -134,6 +136,10 @@ async def ingest_report(
             result.delayed += 1
             continue
         sent = await _find_row(conn, failed.recipient, report, workspace_id)
+        if sent is None and len(report.original_recipient_hints) == 1:
+            # The address failed is not one we sent to (mail forwarded on): the VERP return path
+            # (or Original-Recipient) names the one we did.
+            sent = await _find_row(conn, report.original_recipient_hints[0], report, workspace_id)
         if sent is None:
             result.unmatched += 1
             continue

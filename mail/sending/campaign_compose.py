@@ -8,7 +8,8 @@ row: composing a row again (a retry, an uncertain row) signs the same tokens and
 same message, with the same Message-ID. The rendered links are stored for the click redirect in
 one statement per batch, one row per message (mail.tracking.registry.store_link_lists). A row
 that cannot be rendered (an address that cannot be written, a placeholder URL that is no URL) is
-NotComposed with the reason; the others go on.
+NotComposed with the reason; the others go on. With `sending.verp_return_path` each message's
+envelope sender names its recipient (mail.sending.verp), so that its bounce does too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mail.dkim import DkimSigner, load_signers, signer_for
 from mail.errors import MailrayError
 from mail.sending.outbox import Claimed
 from mail.sending.sender import Composed, NotComposed
+from mail.sending.verp import verp_sender
 from mail.tracking import registry
 from mail.tracking.tokens import TokenSigner
 from models.campaigns import Campaign
@@ -50,6 +52,7 @@ class CampaignComposer:
         self._signer = TokenSigner.from_keyring(keyring)
         self._base_url = settings.tracking.base_url
         self._dkim: dict[str, DkimSigner] = load_signers(settings, keyring)
+        self._return_path = settings.sending.verp_return_path
 
     async def __call__(self, conn: Conn, rows: Sequence[Claimed]) -> list[Composed | NotComposed]:
         campaigns = {
@@ -81,7 +84,9 @@ class CampaignComposer:
             composed.append(
                 Composed(
                     row=row,
-                    envelope_from=rendered.envelope_from,
+                    envelope_from=verp_sender(self._return_path, row.email)
+                    if self._return_path
+                    else rendered.envelope_from,
                     message_id=rendered.message_id,
                     message=message,
                     account_id=campaign.account_id,

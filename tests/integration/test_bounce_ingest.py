@@ -17,6 +17,7 @@ import pytest
 from cluster.emulators.smtp import start_sink
 from mail.bounces.ingest import IngestResult, ingest_maildir, ingest_report
 from mail.campaigns import repository
+from mail.sending.campaign_compose import CampaignComposer
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
 from mail.sending.transport import SmtpTransport
@@ -198,3 +199,43 @@ async def test_a_bounce_quoting_only_the_campaign_id_is_linked_to_that_campaigns
         report = BounceReport(is_bounce=True, recipients=[hard])  # no Message-ID, no campaign: the latest
         await ingest_report(conn, report, services.settings.sending, report_key=f"{tag}-latest")
     assert (await _states(database_url, second.id))[address] == "bounced"
+
+
+async def test_a_bounce_from_an_address_forwarded_on_is_linked_by_the_verp_return_path(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Campaign mail goes out with VERP envelope senders; the relay's DSN comes back to that
+    address. Rewritten as if the recipient's mail had been forwarded on and bounced there, the
+    report names an address mailray never sent to, and the return path still links it."""
+    tag = uuid.uuid4().hex[:6]
+    gone = f"hard-{tag}@example.com"  # RULES bounce it after accepting
+    environ = {"MAILRAY_SENDING__VERP_RETURN_PATH": "bounces@mailray.test"}
+    async with sending_services(database_url, redis_url, tmp_path, **environ) as services:
+        async with services.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            _, campaign_id = await sending_campaign(conn, [gone])
+        dsn = tmp_path / "dsn"
+        async with start_sink(store=tmp_path / "sink", dsn_maildir=dsn, rules=RULES, admin_port=None) as sink:
+            transport = SmtpTransport(sink.host, sink.port, connections=1)
+            sender = Sender(
+                services, f"verp-{tag}", transport, CampaignComposer(services.settings, services.keyring)
+            )
+            try:
+                while (await sender.step()).claimed:
+                    pass
+            finally:
+                await transport.close()
+            assert [sink.index.get(message).mail_from for message in sink.index.ids()] == [
+                f"bounces+hard-{tag}=example.com@mailray.test"
+            ]
+            for _ in range(200):
+                if list((dsn / "new").glob("*")):
+                    break
+                await asyncio.sleep(0.05)
+        [report_file] = list((dsn / "new").glob("*"))
+        report_file.write_bytes(
+            report_file.read_bytes().replace(gone.encode(), f"hard-{tag}@forwarded.example".encode())
+        )
+        result = await ingest_maildir(services.pool, services.redis, dsn, services.settings.sending)
+        assert (result.reports, result.hard, result.unmatched) == (1, 1, 0)
+        assert (await _states(database_url, campaign_id))[gone] == "bounced"
