@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 
 BounceKind = Literal["hard", "soft", "blocked"]
-BounceSource = Literal["dsn", "heuristic", "ses", "sendgrid"]
+BounceSource = Literal["dsn", "heuristic", "ses", "sendgrid", "arf"]
 BounceReason = Literal[
     # the address (kind hard)
     "userunknown",  # no such mailbox
@@ -88,7 +88,12 @@ class BounceReport(msgspec.Struct, frozen=True, kw_only=True):
     # rewritten or forwarded address.
     original_recipient_hints: list[str] = msgspec.field(default_factory=list)
     reporting_mta: str = ""
-    source: BounceSource | None = None  # None when it is not a bounce
+    source: BounceSource | None = None  # None when it is neither a bounce nor a complaint
+    # A complaint instead of a bounce (is_bounce False): the recipients who marked the message as
+    # spam (an SES Complaint, a SendGrid spamreport, an ARF feedback report from a mailbox
+    # provider's feedback loop), and the feedback type (abuse, fraud, ...) where it says.
+    complained_by: list[str] = msgspec.field(default_factory=list)
+    feedback_type: str = ""
     # The provider's id of the notification (SNS MessageId, SendGrid sg_event_id): a webhook
     # delivered twice is acted on once.
     event_id: str = ""

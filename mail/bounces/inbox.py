@@ -27,8 +27,14 @@ _REPORTERS: Final = frozenset(
 )
 # Amazon SES mails its bounce notifications (JSON) from here when the topic has an email subscriber.
 _REPORTING_DOMAINS: Final = frozenset({"sns.amazonaws.com"})
+# Delivery reports, returned headers, and feedback-loop complaints (ARF, RFC 5965).
 _REPORT_PARTS: Final = frozenset(
-    {"message/delivery-status", "message/global-delivery-status", "text/rfc822-headers"}
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "text/rfc822-headers",
+        "message/feedback-report",
+    }
 )
 _RETURNED: Final = frozenset({"message/rfc822", "message/global"})
 _BOUNCE_SUBJECT: Final = re.compile(
@@ -41,7 +47,8 @@ _UNSEPARATED: Final = str.maketrans("", "", "-_.")
 
 
 def might_be_bounce(parsed: ParsedMessage) -> bool:
-    """Whether a synced message is worth reading as a bounce (parse_bounce then decides)."""
+    """Whether a synced message is worth reading as a bounce or a complaint (parse_bounce then
+    decides)."""
     sender = parsed.from_address.email.lower() if parsed.from_address else ""
     local, _, domain = sender.rpartition("@") if "@" in sender else (sender, "", "")
     local = local.translate(_UNSEPARATED)

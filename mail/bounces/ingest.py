@@ -22,6 +22,11 @@ What follows, by the classifier's kind:
   reputation problem that a person must look at.
 Each bounce is stored in `bounces`; a report that matches nothing mailray sent is counted as
 unmatched and kept nowhere. Delayed notices (Action: delayed) change nothing.
+
+Complaints (an SES Complaint, a SendGrid spamreport, an ARF report from a feedback loop) are
+linked the same way; each complainant's address is suppressed (reason `complaint`) and counted
+against the campaign it complained about, whose complaint-rate guardrail
+(mail.sending.guardrails) then pauses it past `sending.max_complaint_rate`.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class IngestResult(msgspec.Struct, kw_only=True):
     blocked: int = 0
     delayed: int = 0
     suppressed: int = 0
+    complaints: int = 0  # addresses newly suppressed because their recipient marked a message as spam
     alerts: list[BounceAlert] = msgspec.field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
@@ -127,6 +133,9 @@ async def ingest_report(
     before (same key and recipient) is not acted on again; with a `workspace_id`, only that
     workspace's messages are matched."""
     result = IngestResult(reports=1)
+    if report.complained_by:
+        await _complaints(conn, report, workspace_id, result)
+        return result
     if not report.is_bounce:
         result.not_bounces = 1
         return result
@@ -240,13 +249,30 @@ async def _leave_state(
         await outbox.add_to_sent_counts(conn, [(row[1], row[2])], sign=-1)
 
 
-async def _suppress(conn: Conn, sent: _Sent, source: str) -> int:
+async def _suppress(conn: Conn, sent: _Sent, source: str, reason: str = "hard_bounce") -> int:
     cursor = await conn.execute(
         "INSERT INTO suppressions (workspace_id, email, reason, source, campaign_id) "
-        "VALUES (%s, lower(%s), 'hard_bounce', %s, %s) ON CONFLICT DO NOTHING",
-        (sent.workspace_id, sent.email, source, sent.campaign_id),
+        "VALUES (%s, lower(%s), %s, %s, %s) ON CONFLICT DO NOTHING",
+        (sent.workspace_id, sent.email, reason, source, sent.campaign_id),
     )
     return int(cursor.rowcount)
+
+
+async def _complaints(
+    conn: Conn, report: BounceReport, workspace_id: uuid.UUID | None, result: IngestResult
+) -> None:
+    """Each complainant's address is suppressed for the workspace of the message complained
+    about, attributed to its campaign (whose complaint-rate guardrail counts it). A complaint
+    reported again finds the address suppressed and changes nothing."""
+    for address in report.complained_by:
+        result.recipients += 1
+        sent = await _find_row(conn, address, report, workspace_id)
+        if sent is None:
+            result.unmatched += 1
+            continue
+        added = await _suppress(conn, sent, report.source or "complaint", reason="complaint")
+        result.complaints += added
+        result.suppressed += added
 
 
 async def ingest_raw(

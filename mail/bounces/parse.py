@@ -6,6 +6,8 @@ In order: an Amazon SES notification delivered by email (JSON in the body), an R
 still gives each recipient's words when the Diagnostic-Code is missing, and says where in the SMTP
 conversation the refusal came ("in reply to MAIL FROM command"), which the fields never do.
 
+An ARF feedback report (RFC 5965) is no bounce: it is read as a complaint (`complained_by`).
+
 A bounce sometimes arrives inside another message (a relay returns the bounce it could not
 deliver, a user forwards one); when a message names no failed recipient itself, the message it
 carries is read the same way, to a small depth.
@@ -36,6 +38,8 @@ _RETURNED_TYPES = frozenset({"message/rfc822", "message/global"})
 _HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
 _MESSAGE_ID_LINE = re.compile(r"(?im)^message-id:[ \t]*(<[^>\s]+>|\S+)")
 _CAMPAIGN_ID_LINE = re.compile(r"(?im)^x-campaign-id:[ \t]*(\S+)")
+_TO_LINE = re.compile(r"(?im)^to:[ \t]*(.+)$")
+_FEEDBACK_TYPE = "message/feedback-report"
 # VERP: the return path names the recipient, bounces+user=example.org@our.domain.
 _VERP = re.compile(r"[+-](?P<user>[^+=@\s<>]+)=(?P<domain>[A-Za-z0-9.-]+\.[A-Za-z]{2,})@", re.IGNORECASE)
 _VERP_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to")
@@ -80,6 +84,9 @@ def _read(raw: bytes, depth: int) -> BounceReport:
             return parse_ses_notification(text)
         except ValidationError:
             pass  # an email that merely starts like SES JSON: read it as mail
+    complaint = _feedback_report(msg, rest)
+    if complaint is not None:
+        return complaint
     notice = heuristics.Notice(text)
     reading = _from_report(msg, notice)
     if not reading.decided and heuristics.looks_like_bounce(msg, text):
@@ -197,6 +204,35 @@ def _not_recipients(msg: Message) -> set[str]:
             address.lower() for address in heuristics.addresses_in(heuristics.header_text(msg, name))
         )
     return found
+
+
+def _feedback_report(msg: Message, rest: str) -> BounceReport | None:
+    """An ARF report (RFC 5965, what a mailbox provider's feedback loop sends when a recipient
+    marks a message as spam): a complaint by Original-Rcpt-To, else by the returned message's To
+    (providers often redact the first). None when the message holds no feedback report."""
+    part = next((part for part in msg.walk() if part.get_content_type() == _FEEDBACK_TYPE), None)
+    if part is None:
+        return None
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        fields = payload[0]
+    else:
+        fields = HeaderParser(policy=compat32).parsestr(heuristics.part_text(part))
+    recipients = [
+        address
+        for value in fields.get_all("original-rcpt-to") or []
+        for address in heuristics.addresses_in(surrogates_to_text(str(value)))
+    ]
+    if not recipients:
+        recipients = heuristics.addresses_in(_returned_header(msg, rest, "to", _TO_LINE) or "")
+    return BounceReport(
+        is_bounce=False,
+        complained_by=_unique_addresses(recipients),
+        feedback_type=surrogates_to_text(str(fields.get("feedback-type") or "")).strip().lower()[:40],
+        original_message_id=_original_message_id(msg, rest),
+        original_campaign_id=_original_campaign_id(msg, rest),
+        source="arf",
+    )
 
 
 def _original_message_id(msg: Message, rest: str) -> str | None:

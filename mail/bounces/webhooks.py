@@ -78,10 +78,20 @@ class _SesMail(msgspec.Struct, rename="camel"):
         return campaign_id(value)
 
 
+class _SesComplainant(msgspec.Struct, rename="camel"):
+    email_address: str
+
+
+class _SesComplaint(msgspec.Struct, rename="camel"):
+    complained_recipients: list[_SesComplainant] = msgspec.field(default_factory=list)
+    complaint_feedback_type: str = ""
+
+
 class _SesNotification(msgspec.Struct, rename="camel"):
     notification_type: str = ""
     event_type: str = ""
     bounce: _SesBounce | None = None
+    complaint: _SesComplaint | None = None
     mail: _SesMail | None = None
 
 
@@ -157,7 +167,8 @@ def is_ses_notification(text: str) -> bool:
 
 
 def parse_ses_notification(body: bytes | str) -> BounceReport:
-    """An SNS envelope or bare SES notification; is_bounce False for deliveries and complaints."""
+    """An SNS envelope or bare SES notification: a bounce, a complaint (complained_by), or
+    neither (deliveries and the rest)."""
     value = _json(body, "SES notification")
     event_id = ""
     if isinstance(value, dict) and isinstance(value.get("Message"), str) and "Type" in value:
@@ -171,7 +182,20 @@ def parse_ses_notification(body: bytes | str) -> BounceReport:
         raise ValidationError(f"SES notification: {exc}", field="body") from None
     kind_name = (notification.notification_type or notification.event_type).lower()
     mail = notification.mail or _SesMail()
-    if kind_name != "bounce":  # Delivery, Complaint, Send, Open, ...
+    if kind_name == "complaint" and notification.complaint is not None:
+        complaint = notification.complaint
+        return BounceReport(
+            is_bounce=False,
+            complained_by=[
+                entry.email_address for entry in complaint.complained_recipients if entry.email_address
+            ],
+            feedback_type=complaint.complaint_feedback_type.lower(),
+            original_message_id=mail.original_message_id(),
+            original_campaign_id=mail.original_campaign_id(),
+            source="ses",
+            event_id=event_id,
+        )
+    if kind_name != "bounce":  # Delivery, Send, Open, ...
         return BounceReport(is_bounce=False, original_message_id=mail.original_message_id())
     if notification.bounce is None:
         raise ValidationError("SES notification: a Bounce without its bounce object", field="body")
@@ -209,7 +233,8 @@ def parse_ses_notification(body: bytes | str) -> BounceReport:
 
 
 def parse_sendgrid_events(body: bytes | str) -> list[BounceReport]:
-    """One report per bounce, block, drop or deferral in a SendGrid event batch; others skipped."""
+    """One report per bounce, block, drop, deferral or spam report in a SendGrid event batch;
+    others skipped."""
     value = _json(body, "SendGrid events")
     events = value if isinstance(value, list) else [value]
     reports: list[BounceReport] = []
@@ -225,8 +250,17 @@ def parse_sendgrid_events(body: bytes | str) -> list[BounceReport]:
 
 
 def sendgrid_report(event: _SendGridEvent) -> BounceReport | None:
-    """The report for one SendGrid event, or None when it is not about a failure."""
+    """The report for one SendGrid event, or None when it is neither a failure nor a complaint."""
     name = event.event.lower()
+    if name == "spamreport" and event.email:  # the recipient marked it as spam: a complaint
+        return BounceReport(
+            is_bounce=False,
+            complained_by=[event.email],
+            feedback_type="abuse",
+            original_message_id=event.sg_message_id or None,
+            source="sendgrid",
+            event_id=event.sg_event_id,
+        )
     if name not in _SENDGRID_EVENTS or not event.email:
         return None
     event_type = (event.type or name).lower()

@@ -7,6 +7,7 @@ per report however often it is read."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,8 +16,11 @@ import psycopg
 import pytest
 
 from cluster.emulators.smtp import start_sink
+from mail.bounces import parse_bounce
 from mail.bounces.ingest import IngestResult, ingest_maildir, ingest_report
+from mail.bounces.webhooks import parse_ses_notification
 from mail.campaigns import repository
+from mail.sending import guardrails
 from mail.sending.campaign_compose import CampaignComposer
 from mail.sending.compose import compose_plain
 from mail.sending.sender import Sender
@@ -25,6 +29,7 @@ from mail.services import Services
 from models.bounces import BouncedRecipient, BounceReport
 from models.campaigns import CampaignInput
 from models.events import BounceAlert, event_decoder, workspace_channel
+from models.settings import SendingSettings
 from tests.sending_helpers import FROM_EMAIL, sending_campaign, sending_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -239,3 +244,64 @@ async def test_a_bounce_from_an_address_forwarded_on_is_linked_by_the_verp_retur
         result = await ingest_maildir(services.pool, services.redis, dsn, services.settings.sending)
         assert (result.reports, result.hard, result.unmatched) == (1, 1, 0)
         assert (await _states(database_url, campaign_id))[gone] == "bounced"
+
+
+def _arf(recipient: str, message_id: str) -> bytes:
+    """A feedback-loop complaint (RFC 5965) with the recipient redacted, as providers send it."""
+    return (
+        "From: <fbl@feedback.example.net>\r\nTo: <fbl@mailray.test>\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n"
+        "--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: {recipient}\r\nMessage-ID: {message_id}\r\n\r\n"
+        "--b--\r\n"
+    ).encode()
+
+
+async def test_complaints_suppress_the_address_once_and_trip_the_complaint_guardrail(
+    services: Services, database_url: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    addresses = [f"reader{index}-{tag}@example.com" for index in range(10)]
+    async with services.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        owner, campaign_id = await sending_campaign(conn, addresses)
+        await conn.execute(
+            "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = '<m-' || id || '@x>' "
+            "WHERE campaign_id = %s",
+            (campaign_id,),
+        )
+        cursor = await conn.execute(
+            "SELECT email, message_id FROM campaign_recipients WHERE campaign_id = %s", (campaign_id,)
+        )
+        message_ids: dict[str, str] = dict(await cursor.fetchall())
+    ses = {
+        "notificationType": "Complaint",
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": addresses[1]}],
+            "complaintFeedbackType": "abuse",
+        },
+        "mail": {"messageId": "ses-id", "commonHeaders": {"messageId": message_ids[addresses[1]]}},
+    }
+    reports = [
+        parse_bounce(_arf(addresses[0], message_ids[addresses[0]])),
+        parse_ses_notification(json.dumps(ses)),
+    ]
+    results = []
+    for report in [*reports, reports[0]]:  # the feedback loop's report delivered twice
+        async with services.pool.connection() as conn, conn.transaction():
+            results.append(await ingest_report(conn, report, services.settings.sending))
+    assert [(r.complaints, r.unmatched, r.not_bounces) for r in results] == [(1, 0, 0), (1, 0, 0), (0, 0, 0)]
+    async with services.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT email, reason, source, campaign_id FROM suppressions WHERE workspace_id = %s ORDER BY email",
+            (owner.workspace_id,),
+        )
+        assert await cursor.fetchall() == [
+            (addresses[0], "complaint", "arf", campaign_id),
+            (addresses[1], "complaint", "ses", campaign_id),
+        ]
+        limits = SendingSettings(guardrail_min_sample=10, max_bounce_rate=1.0, max_complaint_rate=0.003)
+        trips = [trip for trip in await guardrails.enforce(conn, limits) if trip.campaign_id == campaign_id]
+        await conn.commit()
+    assert [trip.reason for trip in trips] == ["complaint rate 20.00% over 0.30% (2 of 10 sent)"]

@@ -6,6 +6,8 @@ import pytest
 
 from mail.bounces import parse_bounce
 from mail.bounces.dsn import address_of, field_blocks, read_report, untyped
+from mail.bounces.inbox import might_be_bounce
+from mail.mime import parse_message
 
 ORIGINAL = """\
 From: Campaigns <news@mailray.test>
@@ -275,3 +277,51 @@ def test_field_blocks_join_folded_lines_and_split_on_repeated_names() -> None:
     assert blocks == [{"a": "1", "b": "two lines"}, {"a": "3"}, {"c": "4"}]
     assert untyped("smtp; 550 no") == "550 no"
     assert read_report("Reporting-MTA: dns; x\n").recipient_blocks == 0
+
+
+ARF = """\
+From: <staff@feedback.example.net>
+To: <fbl@mailray.test>
+Subject: complaint about message from 192.0.2.1
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="part1"
+
+--part1
+Content-Type: text/plain; charset="US-ASCII"
+
+This is an email abuse report for an email message received from IP 192.0.2.1.
+
+--part1
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: SomeGenerator/1.0
+Version: 1
+Original-Mail-From: <news@mailray.test>
+{rcpt_to}Arrival-Date: Thu, 1 Oct 2026 09:00:00 +0000
+Source-IP: 192.0.2.1
+
+--part1
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+{original}
+--part1--
+"""
+
+
+@pytest.mark.parametrize("rcpt_to", ["Original-Rcpt-To: <kijitora@example.org>\n", ""])  # often redacted
+def test_an_arf_feedback_report_is_a_complaint_not_a_bounce(rcpt_to: str) -> None:
+    original = ORIGINAL.replace("Date:", "X-Campaign-ID: 5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b\nDate:")
+    raw = ARF.format(rcpt_to=rcpt_to, original=original).encode()
+    report = parse_bounce(raw)
+    assert might_be_bounce(parse_message(raw))  # a synced inbox reads it too
+
+    assert not report.is_bounce and report.recipients == []
+    assert (report.complained_by, report.feedback_type, report.source) == (
+        ["kijitora@example.org"],
+        "abuse",
+        "arf",
+    )
+    assert report.original_message_id == "autumn-42@mailray.test"
+    assert report.original_campaign_id == "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b"

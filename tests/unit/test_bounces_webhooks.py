@@ -122,6 +122,35 @@ def test_the_receivers_words_beat_a_permanent_general_bounce() -> None:
     assert (recipient.kind, recipient.reason) == ("blocked", "blocked")
 
 
+def test_an_ses_complaint_names_who_complained_about_which_message() -> None:
+    notification = {
+        "notificationType": "Complaint",
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": "kijitora@example.org"}],
+            "timestamp": "2026-10-01T10:00:00.000Z",
+            "feedbackId": "0100017a-complaint",
+            "complaintFeedbackType": "abuse",
+        },
+        "mail": {
+            "messageId": "0100017a-ses-message-id-000000",
+            "commonHeaders": {"messageId": "<autumn-42@mailray.test>"},
+            "headers": [{"name": "X-Campaign-ID", "value": "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b"}],
+        },
+    }
+
+    report = parse_ses_notification(_sns(notification))
+
+    assert not report.is_bounce and report.recipients == []
+    assert (report.complained_by, report.feedback_type, report.source) == (
+        ["kijitora@example.org"],
+        "abuse",
+        "ses",
+    )
+    assert report.original_message_id == "autumn-42@mailray.test"
+    assert report.original_campaign_id == "5b0c6a3e-1d2f-4e8a-9c7b-2a1f0e9d8c7b"
+    assert report.event_id == "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324"
+
+
 def test_ses_deliveries_complaints_and_subscription_confirmations_are_not_bounces() -> None:
     complaint = {"notificationType": "Complaint", "complaint": {}, "mail": {"messageId": "m-1"}}
     confirmation = {
@@ -238,6 +267,20 @@ def test_sendgrid_events_become_one_report_per_failure() -> None:
         ("sg-6", "kuroneko@example.org", "4.2.2", "452", "soft", "mailboxfull", "delayed"),
         ("sg-7", "buchi@example.org", "5.0.0", "", "hard", "undefined", "failed"),
     ]  # fmt: skip
+
+
+def test_a_sendgrid_spam_report_is_a_complaint() -> None:
+    event = {
+        "email": "kijitora@example.org",
+        "event": "spamreport",
+        "sg_message_id": "sg-9",
+        "sg_event_id": "e-9",
+    }
+
+    [report] = parse_sendgrid_events(json.dumps([event, *SENDGRID_EVENTS[2:3]]))
+
+    assert not report.is_bounce and report.complained_by == ["kijitora@example.org"]
+    assert (report.source, report.event_id, report.original_message_id) == ("sendgrid", "e-9", "sg-9")
 
 
 def test_a_single_sendgrid_event_object_is_read_too() -> None:
