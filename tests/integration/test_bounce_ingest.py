@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +31,7 @@ from models.bounces import BouncedRecipient, BounceReport
 from models.campaigns import CampaignInput
 from models.events import BounceAlert, event_decoder, workspace_channel
 from models.settings import SendingSettings
+from models.tenancy import Principal
 from tests.sending_helpers import FROM_EMAIL, sending_campaign, sending_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -60,6 +62,17 @@ async def _count(database_url: str, query: str, *params: object) -> int:
         cursor = await conn.execute(query, params)
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+
+async def _sent_campaign(conn: Any, addresses: list[str]) -> tuple[Principal, uuid.UUID]:
+    """sending_campaign with every row sent, its Message-ID <m-ROWID@x>."""
+    owner, campaign_id = await sending_campaign(conn, addresses)
+    await conn.execute(
+        "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = '<m-' || id || '@x>' "
+        "WHERE campaign_id = %s",
+        (campaign_id,),
+    )
+    return owner, campaign_id
 
 
 async def test_bounces_from_the_sink_are_linked_and_acted_on_once(
@@ -133,12 +146,7 @@ async def test_repeated_soft_bounces_suppress_the_address_and_unknown_mail_is_un
     address = f"tired-{tag}@example.com"
     async with services.pool.connection() as conn:
         await conn.set_autocommit(True)
-        owner, campaign_id = await sending_campaign(conn, [address])
-        await conn.execute(
-            "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = '<m-' || id || '@x>' "
-            "WHERE campaign_id = %s",
-            (campaign_id,),
-        )
+        owner, campaign_id = await _sent_campaign(conn, [address])
     soft = BouncedRecipient(
         recipient=address, kind="soft", reason="mailboxfull", status="4.2.2", action="failed"
     )
@@ -265,12 +273,7 @@ async def test_complaints_suppress_the_address_once_and_trip_the_complaint_guard
     addresses = [f"reader{index}-{tag}@example.com" for index in range(10)]
     async with services.pool.connection() as conn:
         await conn.set_autocommit(True)
-        owner, campaign_id = await sending_campaign(conn, addresses)
-        await conn.execute(
-            "UPDATE campaign_recipients SET state = 'sent', sent_at = now(), message_id = '<m-' || id || '@x>' "
-            "WHERE campaign_id = %s",
-            (campaign_id,),
-        )
+        owner, campaign_id = await _sent_campaign(conn, addresses)
         cursor = await conn.execute(
             "SELECT email, message_id FROM campaign_recipients WHERE campaign_id = %s", (campaign_id,)
         )
