@@ -126,6 +126,23 @@ async def test_a_campaign_with_an_account_is_sent_through_its_gmail_api_once_eac
     assert one["To"] == f"R0 <{addresses[0]}>" and one["Subject"] == "Hello R0"
     assert one["X-Campaign-ID"] == str(campaign_id) and one["List-Unsubscribe-Post"]
 
+    # Two rows come back uncertain, as after a sender died between Gmail's answer and the record.
+    # One message really went out: the search of the sent mail finds it, and it is not sent again.
+    # The other is gone from the mailbox (as if it never went out): it is sent once more.
+    (first, second) = rows[0][0], rows[1][0]
+    emulator.delete_message(USER, rows[1][3])
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE campaign_recipients SET state = 'queued', uncertain = true, claimed_by = NULL "
+            "WHERE campaign_id = %s AND email IN (%s, %s)",
+            (campaign_id, first, second),
+        )
+        await conn.execute("UPDATE campaigns SET status = 'sending' WHERE id = %s", (campaign_id,))
+    await _drain(services)
+    assert {row[1] for row in await _rows(database_url, campaign_id)} == {"sent"}
+    resent = [message_from_bytes(emulator.raw(USER, gmail_id))["To"] for gmail_id in emulator.state(USER)]
+    assert len(resent) == len(addresses) and sorted(resent).count(f"R1 <{second}>") == 1
+
 
 async def test_the_accounts_daily_cap_holds_the_rest_back_unsent(
     gmail_sender: Callable[..., Awaitable[Mailbox]], database_url: str
