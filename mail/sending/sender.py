@@ -181,28 +181,33 @@ class Sender:
         shared bucket refilled over 24 hours); those it refuses go back to the queue unsent until
         it has tokens again, and are left out of the batch."""
         cap = self._settings.gmail_daily_cap
-        kept: list[Composed | NotComposed] = []
-        later: list[int] = []
-        wait_s = 0.0
+        by_account: dict[UUID, list[int]] = {}
         for item in composed:
             if isinstance(item, Composed) and item.account_id is not None:
-                bucket = TokenBucket(f"send:account-day:{item.account_id}", cap / 86_400, cap)
+                by_account.setdefault(item.account_id, []).append(item.row.id)
+        later: set[int] = set()
+        wait_s = 0.0
+        for account_id, row_ids in by_account.items():
+            bucket = TokenBucket(f"send:account-day:{account_id}", cap / 86_400, cap)
+            if len(row_ids) <= cap and (await self._limiter.try_acquire(bucket, len(row_ids))).allowed:
+                continue  # the whole batch fits: one call to Redis
+            for position in range(len(row_ids)):  # it does not: as many as the bucket holds
                 grant = await self._limiter.try_acquire(bucket)
                 if not grant.allowed:
-                    later.append(item.row.id)
+                    later.update(row_ids[position:])
                     wait_s = max(wait_s, grant.retry_after_s)
-                    continue
-            kept.append(item)
-        if later:
-            async with conn.transaction():
-                await outbox.defer(
-                    conn,
-                    later,
-                    self._name,
-                    f"deferred: the sending account's daily cap ({cap}) is spent",
-                    wait_s,
-                )
-        return kept
+                    break
+        if not later:
+            return composed
+        async with conn.transaction():
+            await outbox.defer(
+                conn,
+                sorted(later),
+                self._name,
+                f"deferred: the sending account's daily cap ({cap}) is spent",
+                wait_s,
+            )
+        return [item for item in composed if item.row.id not in later]
 
     async def _take_tokens(self, recipients: list[str]) -> None:
         """The batch's tokens from the shared buckets, a domain at a time, in chunks the buckets
