@@ -94,7 +94,7 @@ async def choose_winner(
         )
     measured = await _measured(conn, settings, campaign)
     await _apply(conn, campaign_id, chosen_by_hand(measured, str(variant_id), str(principal.user_id)))
-    return await repository.get_campaign(conn, principal, campaign_id)
+    return await repository.load_campaign(conn, campaign_id)  # `locked` checked the principal
 
 
 async def _measured(conn: Conn, settings: CampaignSettings, campaign: Campaign) -> AbDecision:

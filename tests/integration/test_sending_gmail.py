@@ -160,20 +160,16 @@ async def test_the_accounts_daily_cap_holds_the_rest_back_unsent(
 
 
 async def test_an_account_must_be_a_gmail_account_sending_as_the_from_address(
-    gmail_sender: Callable[..., Awaitable[Mailbox]], database_url: str
+    gmail_sender: Callable[..., Awaitable[Mailbox]],
 ) -> None:
     _, services, account_id = await gmail_sender()
     async with services.pool.connection() as conn:
         await conn.set_autocommit(True)
         owner = await _owner(conn, account_id)
-        await conn.execute(
-            "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
-            "VALUES (%s, %s, 'news@relay.test', 'smtp', 'synced')",
-            (owner.workspace_id, owner.user_id),
-        )
         cursor = await conn.execute(
-            "SELECT id FROM email_accounts WHERE email = 'news@relay.test' AND workspace_id = %s",
-            (owner.workspace_id,),
+            "INSERT INTO email_accounts (workspace_id, user_id, email, provider, sync_status) "
+            "VALUES (%s, %s, 'news@relay.test', 'smtp', 'synced') RETURNING id",
+            (owner.workspace_id, owner.user_id),
         )
         relay_row = await cursor.fetchone()
         assert relay_row is not None
