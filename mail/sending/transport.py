@@ -11,18 +11,19 @@ cannot (plain SMTP).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 from uuid import UUID
 
 import aiohttp
 import aiosmtplib
 import msgspec
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from mail.errors import MailrayError, TransientError, ValidationError
 from mail.gmail.account_client import open_account_client
 from mail.gmail.client import GmailClient
+from mail.sending.smtp_session import SmtpRefused, SmtpSession, payload
 from mail.services import Services
 
 Verdict = Literal["accepted", "bounced", "retry", "unknown"]
@@ -62,34 +63,23 @@ def _reply(code: int, text: str) -> Outcome:
     return Outcome(verdict=verdict, code=code, status=status, message=text.strip()[:500])
 
 
-async def _transaction(
-    client: aiosmtplib.SMTP, envelope_from: str, recipient: str, message: bytes, timeout_s: float
+async def _exchange(
+    session: SmtpSession, envelope_from: str, recipient: str, message: bytes, timeout_s: float
 ) -> str:
-    """MAIL, RCPT and DATA for one recipient, as aiosmtplib's `sendmail` sends them (SIZE declared
-    where the server takes it; RSET after a refusal), without what `sendmail` repeats for the
-    general case: parsing both addresses once more to validate them (composition wrote them) and
-    normalizing the whole message once more to measure it (signed messages end lines in CRLF).
-    One deadline for the exchange instead of a timer per command: TimeoutError past `timeout_s`.
-    A refusal raises SMTPSenderRefused, SMTPRecipientRefused or SMTPDataError, with the code, even
-    when the RSET after it fails: the refusal is the verdict, and the connection, its envelope not
-    known to be clean, is closed instead of reused."""
-    options: list[str] = []
-    if client.supports_extension("size"):
-        size = len(message)
-        crlf = message.count(b"\r\n")
-        if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-            size = len(normalize_message_line_endings(message))  # as DATA will send it
-        options.append(f"SIZE={size}")
+    """The session's transaction for one recipient under one deadline (TimeoutError past
+    `timeout_s`). A refusal raises SmtpRefused even when the RSET after it gets no answer in time:
+    the refusal is the verdict, and the connection, its envelope not known to be clean, is closed
+    instead of reused."""
+    data, size = payload(message)
     try:
         async with asyncio.timeout(timeout_s):
-            await client.mail(envelope_from, options=options, timeout=None)
-            await client.rcpt(recipient, timeout=None)
-            return (await client.data(message, timeout=None)).message
-    except (aiosmtplib.SMTPResponseException, ValueError):  # ValueError: an address aiosmtplib refuses
+            return await session.send(envelope_from, recipient, data, size)
+    except SmtpRefused as refused:
         try:
-            await client.rset()  # a clean envelope for the connection's next message
-        except (ConnectionError, TimeoutError, aiosmtplib.SMTPResponseException):
-            client.close()
+            async with asyncio.timeout(timeout_s):
+                await session.reset(refused.code)
+        except TimeoutError:
+            session.abort()
         raise
 
 
@@ -113,15 +103,17 @@ class SmtpTransport:
         self._credentials = (username, password) if username else None
         self._start_tls = start_tls
         self._timeout_s = timeout_s
-        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._idle: asyncio.Queue[SmtpSession] = asyncio.Queue()
         self._slots = asyncio.Semaphore(connections)
         self.connects = 0
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> SmtpSession:
+        """An idle connection, or a new one: aiosmtplib connects, greets, starts TLS and logs in,
+        then a SmtpSession takes the connection over for the mail transactions."""
         while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                return client
+            session = self._idle.get_nowait()
+            if session.is_connected:
+                return session
         client = aiosmtplib.SMTP(
             hostname=self._host, port=self._port, timeout=self._timeout_s, start_tls=self._start_tls
         )
@@ -133,34 +125,39 @@ class SmtpTransport:
                 await client.helo()
         if self._credentials is not None:
             await client.login(*self._credentials)  # type: ignore[arg-type]
+        if client.transport is None:
+            raise aiosmtplib.SMTPServerDisconnected(f"{self._host}:{self._port} closed the connection")
+        session = SmtpSession(
+            cast(asyncio.Transport, client.transport),  # a stream (uvloop's is not a subclass)
+            pipelining=client.supports_extension("pipelining"),
+            size=client.supports_extension("size"),
+            smtputf8=client.supports_extension("smtputf8"),
+        )
         self.connects += 1
-        return client
+        return session
 
     async def send(self, envelope_from: str, recipient: str, message: bytes) -> Outcome:
         async with self._slots:
             try:
-                client = await self._connection()
+                session = await self._connection()
             except (aiosmtplib.SMTPException, OSError) as error:
                 return Outcome(verdict="retry", message=f"cannot connect: {error}")
-            keep = True
             try:
-                response = await _transaction(client, envelope_from, recipient, message, self._timeout_s)
-            except aiosmtplib.SMTPResponseException as error:
-                keep = error.code != 421  # 421: the server closes the connection
-                return _reply(error.code, error.message)
-            except TimeoutError:  # aiosmtplib's SMTPTimeoutError included: it is a TimeoutError
-                keep = False  # an answer may still come: the connection is out of step
+                text = await _exchange(session, envelope_from, recipient, message, self._timeout_s)
+            except SmtpRefused as refused:
+                return _reply(refused.code, refused.text)
+            except ValueError as error:  # nothing was sent: the address cannot be written for this server
+                status = "5.6.7" if "SMTPUTF8" in str(error) else "5.1.3"
+                return _reply(553, f"{status} not sent: {error}")
+            except TimeoutError:
+                session.abort()  # an answer may still come: the connection is out of step
                 return Outcome(verdict="unknown", message=f"no answer within {self._timeout_s:g} s")
-            except (aiosmtplib.SMTPServerDisconnected, OSError) as error:
-                # The message may have been handed over before the connection broke.
-                keep = False
+            except ConnectionError as error:  # the message may have been handed over before it broke
                 return Outcome(verdict="unknown", message=f"connection lost while sending: {error}")
             finally:
-                if keep and client.is_connected:
-                    self._idle.put_nowait(client)
-                else:
-                    client.close()
-            return _reply(250, response)
+                if session.is_connected:
+                    self._idle.put_nowait(session)
+            return _reply(250, text)
 
     async def delivered(self, message_id: str) -> bool | None:
         """SMTP has no way to ask; a relay with a lookup service (our sink has one) can be asked."""
@@ -181,11 +178,11 @@ class SmtpTransport:
 
     async def close(self) -> None:
         while not self._idle.empty():
-            client = self._idle.get_nowait()
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+            session = self._idle.get_nowait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout_s):
+                    await session.quit()
+            session.abort()
 
 
 class GmailTransport:

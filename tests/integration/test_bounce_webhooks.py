@@ -6,7 +6,6 @@ requests are refused and change nothing; a delivery repeated by the provider is 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import time
 import uuid
@@ -18,14 +17,13 @@ import httpx
 import psycopg
 import pytest
 from aiohttp import web
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
 from mail.bounces.webhook_auth import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP, sns_string_to_sign
 from mail.services import Services
 from serve.tracking.push import create_push_app
+from tests.certificates import self_signed
 from tests.sending_helpers import sending_campaign, sending_services
 
 pytestmark = [pytest.mark.integration, pytest.mark.storage]
@@ -38,19 +36,7 @@ class Signer:
 
     def __init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert_pem = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(self.key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
-        )
+        self.cert_pem = self_signed(self.key, "sns.amazonaws.com").public_bytes(serialization.Encoding.PEM)
         self.cert_url = ""
         self.confirmations = 0
 

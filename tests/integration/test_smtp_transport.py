@@ -1,17 +1,25 @@
-"""SmtpTransport against a real SMTP server (aiosmtpd): acceptance, permanent and transient
-refusals per recipient, 421 closing the connection, a refusal whose RSET gets no answer, and
-connections reused across messages."""
+"""SmtpTransport against a real SMTP server (aiosmtpd), offering PIPELINING and not: acceptance,
+permanent and transient refusals per recipient, 421 closing the connection, a refusal whose RSET
+gets no answer, connections reused across messages, dots and line ends as sent, and addresses
+that cannot be written in a command."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+import uvloop
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from mail.sending.transport import SmtpTransport
+from mail.sending.transport import SmtpTransport, Verdict
+from tests.certificates import self_signed
 from tests.fix_serve import free_port
 from tests.sending_helpers import smtp_server
 
@@ -23,10 +31,19 @@ MESSAGE = (
 
 
 class Handler:
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False, smtputf8: bool = True) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.sessions: set[int] = set()
         self.mail_options: list[list[str]] = []
+        self.pipelining = pipelining
+        self.smtputf8 = smtputf8
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        lines = [line for line in responses if self.smtputf8 or line != "250-SMTPUTF8"]
+        return [*lines[:-1], "250-PIPELINING", lines[-1]] if self.pipelining else lines
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -65,9 +82,9 @@ class Handler:
         return "250 2.0.0 queued as abc"
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[Handler, int]]:
-    handler = Handler()
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[Handler, int]]:
+    handler = Handler(pipelining=request.param)
     with smtp_server(handler) as port:
         yield handler, port
 
@@ -148,3 +165,163 @@ async def test_a_server_that_is_not_there_is_a_retry() -> None:
     outcome = await transport.send("a@sender.test", "b@example.com", MESSAGE)
     assert outcome.verdict == "retry" and "cannot connect" in outcome.message
     await transport.close()
+
+
+async def test_dots_and_line_ends_arrive_as_written(server: tuple[Handler, int]) -> None:
+    """A line that starts with a dot, a line that is a dot alone, no line end at the end: the
+    server stores the message as written (dots doubled on the wire and undone by the server)."""
+    handler, port = server
+    message = MESSAGE + b".hidden line\r\n.\r\n..two\r\nlast line without an end"
+    transport = SmtpTransport("127.0.0.1", port, connections=1)
+    try:
+        assert (await transport.send("a@sender.test", "b@example.com", message)).verdict == "accepted"
+        assert (
+            await transport.send("a@sender.test", "c@example.com", b".first" + MESSAGE)
+        ).verdict == "accepted"
+    finally:
+        await transport.close()
+    assert [content for _, _, content in handler.received] == [message + b"\r\n", b".first" + MESSAGE]
+
+
+async def test_an_address_that_cannot_be_written_is_refused_before_anything_is_sent(
+    server: tuple[Handler, int],
+) -> None:
+    """A line break in an address would write a command of its own: refused as a bad address
+    (5.1.3), nothing sent, and the connection goes on."""
+    handler, port = server
+    transport = SmtpTransport("127.0.0.1", port, connections=1)
+    try:
+        injected = await transport.send("a@sender.test", "b@example.com>\r\nRCPT TO:<c@example.com", MESSAGE)
+        assert (injected.verdict, injected.code, injected.status) == ("bounced", 553, "5.1.3")
+        assert (await transport.send("a@sender.test", "d@example.com", MESSAGE)).verdict == "accepted"
+        assert transport.connects == 1
+    finally:
+        await transport.close()
+    assert [recipients for _, recipients, _ in handler.received] == [["d@example.com"]]
+
+
+async def test_a_non_ascii_address_needs_smtputf8() -> None:
+    """Offered: MAIL carries SMTPUTF8 and the message goes; not offered: refused (5.6.7, as RFC 6531
+    servers answer) without sending, and not a hard bounce of the address."""
+    for offered in (True, False):
+        handler = Handler(smtputf8=offered)
+        with smtp_server(handler) as port:
+            transport = SmtpTransport("127.0.0.1", port, connections=1)
+            try:
+                outcome = await transport.send("a@sender.test", "jörg@example.com", MESSAGE)
+            finally:
+                await transport.close()
+        if offered:
+            assert outcome.verdict == "accepted" and handler.received[0][1] == ["jörg@example.com"]
+            assert "SMTPUTF8" in handler.mail_options[0]
+        else:
+            assert (outcome.verdict, outcome.status) == ("bounced", "5.6.7") and handler.received == []
+
+
+async def test_pipelining_sends_mail_rcpt_and_data_in_one_write() -> None:
+    """Where the server offers PIPELINING the envelope goes in one write (RFC 2920), the message in
+    the next: two round trips a message instead of four. Seen through a relay that records what
+    the client writes, in front of aiosmtpd."""
+    chunks: list[bytes] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bool) -> None:
+            while data := await source.read(65536):
+                if record:
+                    chunks.append(data)
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pump(reader, upstream_writer, True), pump(upstream_reader, writer, False))
+
+    handler = Handler(pipelining=True)
+    with smtp_server(handler) as port:
+        front = await asyncio.start_server(relay, "127.0.0.1", 0)
+        front_port = front.sockets[0].getsockname()[1]
+        transport = SmtpTransport("127.0.0.1", front_port, connections=1)
+        try:
+            for index in range(3):
+                assert (
+                    await transport.send("a@sender.test", f"r{index}@example.com", MESSAGE)
+                ).verdict == "accepted"
+        finally:
+            await transport.close()
+            front.close()
+    envelopes = [chunk for chunk in chunks if chunk.startswith(b"MAIL FROM:")]
+    assert len(envelopes) == 3
+    assert (
+        envelopes[0]
+        == f"MAIL FROM:<a@sender.test> SIZE={len(MESSAGE)}\r\nRCPT TO:<r0@example.com>\r\nDATA\r\n".encode()
+    )
+    assert len(handler.received) == 3
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = self_signed(key, "127.0.0.1", ip="127.0.0.1")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_starttls_and_login_then_pipelined_messages(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosmtplib opens the connection (STARTTLS with a verified certificate, AUTH PLAIN) and the
+    session sends over the TLS stream it hands on, on asyncio's loop and on uvloop (the sender
+    actors')."""
+    cert_path, key_path = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))  # the client trusts the test certificate
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert_path, key_path)
+    logins: list[bytes] = []
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        logins.append(data.login)
+        return AuthResult(success=data.login == b"mailer" and data.password == b"secret")
+
+    handler = Handler(pipelining=True)
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=tls,
+        require_starttls=True,
+        authenticator=authenticate,
+    )
+    controller.start()
+
+    async def scenario() -> list[Verdict]:
+        transport = SmtpTransport(
+            "127.0.0.1", port, connections=1, username="mailer", password="secret", start_tls=True
+        )
+        try:
+            verdicts = [
+                (await transport.send("a@sender.test", f"r{n}@example.com", MESSAGE)).verdict
+                for n in range(3)
+            ]
+        finally:
+            await transport.close()
+        assert transport.connects == 1
+        return verdicts
+
+    try:
+        verdicts = (uvloop.run if loop == "uvloop" else asyncio.run)(scenario())
+    finally:
+        controller.stop()
+    assert verdicts == ["accepted"] * 3
+    assert [recipients for _, recipients, _ in handler.received] == [[f"r{n}@example.com"] for n in range(3)]
+    assert logins == [b"mailer"]
