@@ -73,8 +73,12 @@ SINK = textwrap.dedent(
     import asyncio, sys
     from aiosmtpd.controller import Controller
     DELAY_S = float(sys.argv[2]) / 1000
+    PIPELINING = sys.argv[3] == "on"
     class Count:
         received = 0
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            session.host_name = hostname
+            return [*responses[:-1], "250-PIPELINING", responses[-1]] if PIPELINING else responses
         async def handle_DATA(self, server, session, envelope):
             Count.received += len(envelope.rcpt_tos)
             return "250 2.0.0 ok"
@@ -107,14 +111,22 @@ def emit(figure: str, **values: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_sink(port: int, kind: str, reply_delay_ms: float = 0.0) -> Iterator[int]:
+def running_sink(port: int, kind: str, reply_delay_ms: float = 0.0, pipelining: bool = True) -> Iterator[int]:
     """The SMTP server in a process of its own, listening on `port`, until the block ends; its pid.
     `counting`: aiosmtpd that counts and keeps nothing (the cheapest server: the strictest
-    comparison), answering MAIL, RCPT and DATA after `reply_delay_ms` each; `mailray`: `mailray
-    emulator smtp`, the project's sink, storing every message."""
+    comparison), answering MAIL, RCPT and DATA after `reply_delay_ms` each, offering PIPELINING
+    (RFC 2920) unless `pipelining` is off; `mailray`: `mailray emulator smtp`, the project's sink,
+    storing every message (it offers PIPELINING)."""
     with tempfile.TemporaryDirectory(prefix="mailray-bench-sink-") as store:
         if kind == "counting":
-            command = [sys.executable, "-c", SINK, str(port), str(reply_delay_ms)]
+            command = [
+                sys.executable,
+                "-c",
+                SINK,
+                str(port),
+                str(reply_delay_ms),
+                "on" if pipelining else "off",
+            ]
         else:
             command = [str(Path(sys.executable).with_name("mailray")), "emulator", "smtp",
                        "--port", str(port), "--store", store]  # fmt: skip
@@ -355,6 +367,13 @@ def main() -> None:
         default="rsa",
         help="the signing key: rsa-sha256, 2048 bits (what receivers check), or ed25519-sha256 alone",
     )
+    parser.add_argument(
+        "--pipelining",
+        choices=("on", "off"),
+        default="on",
+        help="whether the counting server offers PIPELINING (RFC 2920), as relays and the project's sink do; "
+        "the bare aiosmtplib loop sends a command at a time either way, the sender pipelines where offered",
+    )
     parser.add_argument("--drain-one", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="bench-0", help=argparse.SUPPRESS)
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
@@ -370,7 +389,9 @@ def main() -> None:
         return
     if args.reply_delay_ms and args.sink != "counting":
         parser.error("--reply-delay-ms: only the counting server can be told to wait")
-    with running_sink(port, args.sink, args.reply_delay_ms) as sink:
+    if args.pipelining == "off" and args.sink != "counting":
+        parser.error("--pipelining off: only the counting server can be told not to offer it")
+    with running_sink(port, args.sink, args.reply_delay_ms, args.pipelining == "on") as sink:
         if args.memory:
             for size in (20000, 100000):
                 child = subprocess.run(
@@ -387,6 +408,7 @@ def main() -> None:
         emit(
             "bare_aiosmtplib",
             sink=args.sink,
+            pipelining_offered=args.pipelining == "on",
             reply_delay_ms=args.reply_delay_ms,
             recipients=args.recipients,
             connections=args.connections,
@@ -406,7 +428,8 @@ def main() -> None:
                 dkim=args.dkim,
             )
         )
-        emit("engine", sink=args.sink, reply_delay_ms=args.reply_delay_ms, recipients=args.recipients,
+        emit("engine", sink=args.sink, pipelining_offered=args.pipelining == "on", reply_delay_ms=args.reply_delay_ms,
+             recipients=args.recipients,
              connections=args.connections, senders=args.senders, composition=args.composition,
              dkim=args.dkim if data_dir is not None else None, **result,
              sink_cpu_ms_per_message=round((cpu_s(sink) - sink_cpu) * 1000 / max(1, result["sent"]), 3),
