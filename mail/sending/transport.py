@@ -118,13 +118,17 @@ class SmtpTransport:
             hostname=self._host, port=self._port, timeout=self._timeout_s, start_tls=self._start_tls
         )
         await client.connect()
-        if client.is_ehlo_or_helo_needed:  # the greeting first: _transaction reads its extensions
-            try:
-                await client.ehlo()
-            except aiosmtplib.SMTPHeloError:
-                await client.helo()
-        if self._credentials is not None:
-            await client.login(*self._credentials)  # type: ignore[arg-type]
+        try:
+            if client.is_ehlo_or_helo_needed:  # the greeting first: the session reads its extensions
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+            if self._credentials is not None:
+                await client.login(*self._credentials)  # type: ignore[arg-type]
+        except BaseException:
+            client.close()  # not left open until the collector finds it
+            raise
         if client.transport is None:
             raise aiosmtplib.SMTPServerDisconnected(f"{self._host}:{self._port} closed the connection")
         session = SmtpSession(
