@@ -111,13 +111,16 @@ def emit(figure: str, **values: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_sink(port: int, kind: str, reply_delay_ms: float = 0.0, pipelining: bool = True) -> Iterator[int]:
+def running_sink(
+    port: int, kind: str, reply_delay_ms: float = 0.0, pipelining: bool = True, store_in: str | None = None
+) -> Iterator[int]:
     """The SMTP server in a process of its own, listening on `port`, until the block ends; its pid.
     `counting`: aiosmtpd that counts and keeps nothing (the cheapest server: the strictest
     comparison), answering MAIL, RCPT and DATA after `reply_delay_ms` each, offering PIPELINING
     (RFC 2920) unless `pipelining` is off; `mailray`: `mailray emulator smtp`, the project's sink,
-    storing every message (it offers PIPELINING)."""
-    with tempfile.TemporaryDirectory(prefix="mailray-bench-sink-") as store:
+    storing every message (it offers PIPELINING) in a maildir made under `store_in` (the system's
+    temporary directory when None)."""
+    with tempfile.TemporaryDirectory(prefix="mailray-bench-sink-", dir=store_in) as store:
         if kind == "counting":
             command = [
                 sys.executable,
@@ -374,6 +377,12 @@ def main() -> None:
         help="whether the counting server offers PIPELINING (RFC 2920), as relays and the project's sink do; "
         "the bare aiosmtplib loop sends a command at a time either way, the sender pipelines where offered",
     )
+    parser.add_argument(
+        "--sink-store",
+        metavar="DIR",
+        help="with --sink mailray: where its maildir goes (default: the system's temporary directory); "
+        "/dev/shm keeps the disk out of the figure",
+    )
     parser.add_argument("--drain-one", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="bench-0", help=argparse.SUPPRESS)
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
@@ -391,7 +400,7 @@ def main() -> None:
         parser.error("--reply-delay-ms: only the counting server can be told to wait")
     if args.pipelining == "off" and args.sink != "counting":
         parser.error("--pipelining off: only the counting server can be told not to offer it")
-    with running_sink(port, args.sink, args.reply_delay_ms, args.pipelining == "on") as sink:
+    with running_sink(port, args.sink, args.reply_delay_ms, args.pipelining == "on", args.sink_store) as sink:
         if args.memory:
             for size in (20000, 100000):
                 child = subprocess.run(
