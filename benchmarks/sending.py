@@ -4,10 +4,13 @@
     .venv/bin/python benchmarks/sending.py --memory        # the engine at 20,000 and 100,000
     .venv/bin/python benchmarks/sending.py --processes     # each sender in its own process
     .venv/bin/python benchmarks/sending.py --processes --reply-delay-ms 2   # a relay 2 ms away
+    .venv/bin/python benchmarks/sending.py --processes --sink mailray --sink-store /dev/shm
 
 The SMTP server is aiosmtpd in a process of its own that counts what it receives and keeps
-nothing, and answers at once (or, with `--reply-delay-ms`, each command after that long, as a
-relay across a network does: then the rate is bound by waiting, not by the CPU). `bare`:
+nothing, offers PIPELINING (unless `--pipelining off`) and answers at once (or, with
+`--reply-delay-ms`, each command after that long, as a relay across a network does: then the
+rate is bound by waiting, not by the CPU); with `--sink mailray` it is the project's sink, which
+stores each message in a maildir (made under `--sink-store`). `bare`:
 pre-rendered messages sent by a plain aiosmtplib loop over `--connections` connections.
 `engine`: a campaign to as many contacts in a scratch database, its outbox written by `send
 now`, drained by `--senders` mail.sending.sender loops in this process (claim, compose, shared
