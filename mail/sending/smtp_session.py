@@ -64,6 +64,9 @@ class SmtpSession(asyncio.Protocol):
         self._replies: collections.deque[tuple[int, str]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._lost: Exception | None = None
+        # Whether the running transaction has written its message: before that, a broken or
+        # silent connection cannot have delivered it.
+        self.message_written = False
         transport.set_protocol(self)
 
     @property
@@ -138,9 +141,11 @@ class SmtpSession(asyncio.Protocol):
     async def send(self, envelope_from: str, recipient: str, data: bytes, size: int) -> str:
         """One message (`data` from `payload`, `size` the octets of the message it was made from)
         to one recipient: the text of the server's 250. SmtpRefused for any other answer (then
-        `reset` before the next message); ConnectionError when the connection breaks; ValueError,
+        `reset` before the next message); ConnectionError when the connection breaks
+        (`message_written` says whether that was before the message went over); ValueError,
         before anything is sent, for an address that cannot be put in a command (a line break in
         it, or non-ASCII where the server lacks SMTPUTF8)."""
+        self.message_written = False
         mail_options = f" SIZE={size}" if self._size else ""
         encoding = "ascii"
         if not (envelope_from.isascii() and recipient.isascii()):
@@ -178,6 +183,7 @@ class SmtpSession(asyncio.Protocol):
                 self._write(b".\r\n")
                 await self._reply()
             raise SmtpRefused(*refusal)
+        self.message_written = True
         self._write(data)
         code, text = await self._reply()
         if code // 100 != 2:

@@ -83,6 +83,14 @@ async def _exchange(
         raise
 
 
+def _lost(session: SmtpSession, why: str) -> Outcome:
+    """A connection that broke or fell silent: once the message was written it may have been
+    delivered (unknown); before, it cannot have been (retry, with no doubt left on the row)."""
+    if session.message_written:
+        return Outcome(verdict="unknown", message=why)
+    return Outcome(verdict="retry", message=f"{why}, before the message was sent")
+
+
 class SmtpTransport:
     """SMTP to one relay (or a sink) over up to `connections` reused connections."""
 
@@ -155,9 +163,9 @@ class SmtpTransport:
                 return _reply(553, f"{status} not sent: {error}")
             except TimeoutError:
                 session.abort()  # an answer may still come: the connection is out of step
-                return Outcome(verdict="unknown", message=f"no answer within {self._timeout_s:g} s")
-            except ConnectionError as error:  # the message may have been handed over before it broke
-                return Outcome(verdict="unknown", message=f"connection lost while sending: {error}")
+                return _lost(session, f"no answer within {self._timeout_s:g} s")
+            except ConnectionError as error:
+                return _lost(session, f"connection lost while sending: {error}")
             finally:
                 if session.is_connected:
                     self._idle.put_nowait(session)

@@ -65,6 +65,12 @@ class Handler:
         if address.startswith("hang"):
             session.hang_on_rset = True  # type: ignore[attr-defined]
             return "550 5.7.1 refused"
+        if address.startswith("stall"):
+            await asyncio.sleep(3)  # past the transport's deadline, before the message is sent
+        if address.startswith("drop"):
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()  # the connection breaks before the message is sent
+            return "250 OK"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -142,6 +148,28 @@ async def test_a_server_that_does_not_answer_in_time_leaves_the_message_uncertai
         assert transport.connects == 2
     finally:
         await transport.close()
+
+
+async def test_a_connection_lost_before_the_message_went_over_is_a_plain_retry(
+    server: tuple[Handler, int],
+) -> None:
+    """Silent or broken at RCPT: the message was never written, so it cannot have been delivered:
+    retry, not unknown (which would leave the row uncertain)."""
+    handler, port = server
+    transport = SmtpTransport("127.0.0.1", port, connections=1, timeout_s=0.5)
+    try:
+        stalled = await transport.send("a@sender.test", "stall@example.com", MESSAGE)
+        assert (
+            stalled.verdict == "retry"
+            and stalled.message == "no answer within 0.5 s, before the message was sent"
+        )
+        dropped = await transport.send("a@sender.test", "drop@example.com", MESSAGE)
+        assert dropped.verdict == "retry" and dropped.message.endswith("before the message was sent")
+        assert (await transport.send("a@sender.test", "b@example.com", MESSAGE)).verdict == "accepted"
+        assert transport.connects == 3
+    finally:
+        await transport.close()
+    assert [recipients for _, recipients, _ in handler.received] == [["b@example.com"]]
 
 
 async def test_a_refusal_stays_the_verdict_when_the_rset_after_it_gets_no_answer(
