@@ -163,23 +163,17 @@ class SmtpSession(asyncio.Protocol):
         ]
         if self._pipelining:
             self._write(b"".join(commands))
-        replies: list[tuple[int, str]] = []
+        refusal: tuple[int, str] | None = None
         for command, expected in zip(commands, (2, 2, 3), strict=True):
             if not self._pipelining:
                 self._write(command)
-            replies.append(await self._reply())
-            if replies[-1][0] == 421 or (not self._pipelining and replies[-1][0] // 100 != expected):
+            reply = await self._reply()
+            if refusal is None and reply[0] // 100 != expected:
+                refusal = reply
+            if reply[0] == 421 or (refusal is not None and not self._pipelining):
                 break  # 421: the server closes the connection; unpipelined, nothing more to send
-        refusal = next(
-            (
-                reply
-                for reply, expected in zip(replies, (2, 2, 3), strict=False)
-                if reply[0] // 100 != expected
-            ),
-            None,
-        )
         if refusal is not None:
-            if replies[-1][0] == 354 and len(replies) == 3:  # DATA taken though an earlier command failed
+            if reply[0] == 354:  # DATA taken though an earlier command failed: an empty message ends it
                 self._write(b".\r\n")
                 await self._reply()
             raise SmtpRefused(*refusal)

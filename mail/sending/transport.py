@@ -191,10 +191,9 @@ class SmtpTransport:
     async def close(self) -> None:
         while not self._idle.empty():
             session = self._idle.get_nowait()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError):  # quit closes the connection however it ends
                 async with asyncio.timeout(self._timeout_s):
                     await session.quit()
-            session.abort()
 
 
 class GmailTransport:
