@@ -18,7 +18,8 @@ _DOMAIN = re.compile(r"(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
 
 
 def valid_return_path(address: str) -> bool:
-    """Whether `address` can carry recipients: local@domain with neither "+" nor "=" before the @."""
+    """Whether `address` can carry recipients: local@domain with neither "+" nor "=" before the @
+    (and, the same test, whether a recipient's address reads back from a VERP local part)."""
     local, _, domain = address.rpartition("@")
     return bool(_LOCAL.fullmatch(local)) and bool(_DOMAIN.fullmatch(domain))
 
@@ -26,8 +27,8 @@ def valid_return_path(address: str) -> bool:
 def verp_sender(return_path: str, recipient: str) -> str:
     """`return_path` with `recipient` in its local part; `return_path` as it is for a recipient
     whose address would not read back (a local part with "+" or "=", an address literal)."""
-    local, _, domain = recipient.rpartition("@")
-    if not (_LOCAL.fullmatch(local) and _DOMAIN.fullmatch(domain)):
+    if not valid_return_path(recipient):
         return return_path
+    local, _, domain = recipient.rpartition("@")
     base_local, _, base_domain = return_path.rpartition("@")
     return f"{base_local}+{local}={domain.lower()}@{base_domain}"
